@@ -1,0 +1,132 @@
+"""System checks (``manage.py check``), with stable ids.
+
+========== ==================================================================
+id         problem
+========== ==================================================================
+E001       ``SMS2FA`` is not a dict, or ``SMS_TEMPLATE`` cannot be loaded
+E002       provider configuration missing or broken (no ``default``, a
+           ``BACKEND`` that does not import, ``OPTIONS`` it rejects, a route
+           or fallback naming an unknown alias, a provider with no usable mode)
+E003       ``CODE_LENGTH`` outside 6–10
+E004       ``CODE_LIFETIME`` outside 1–600 seconds
+E005       ``MAX_ATTEMPTS`` outside 1–10
+E006       ``DEFAULT_REGION`` is not a region code
+E007       ``CACHE`` names a cache that ``CACHES`` does not define
+W001       the ``console`` provider (prints codes) with ``DEBUG = False``
+W002       limit counters in a per-process cache (local memory, dummy) with
+           ``DEBUG = False``: limits would not hold across processes
+W003       an ``SMS2FA`` key that no setting reads (a typo?)
+========== ==================================================================
+
+Each check reads the setting through :mod:`django_sms2fa.conf`, the same code
+that rejects the value at run time, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+
+from .conf import app_settings
+from .exceptions import Sms2faConfigurationError
+
+_PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _read(getter: Callable[[], Any], errors: list[checks.CheckMessage]) -> Any:
+    try:
+        return getter()
+    except Sms2faConfigurationError as err:
+        errors.append(checks.Error(str(err.args[0]), id=err.check_id))
+        return None
+
+
+@checks.register(checks.Tags.security, "sms2fa")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    if _read(lambda: app_settings.raw, errors) is None:
+        return errors
+    for key in app_settings.unknown_keys:
+        errors.append(
+            checks.Warning(
+                f"SMS2FA[{key!r}] is not a setting of django-sms2fa and is ignored.",
+                hint="See the list of settings in django-sms2fa's README.",
+                id="sms2fa.W003",
+            )
+        )
+    for name in ("CODE_LENGTH", "CODE_LIFETIME", "MAX_ATTEMPTS", "DEFAULT_REGION", "CACHE"):
+        _read(lambda name=name: getattr(app_settings, name), errors)
+    template = _read(lambda: app_settings.SMS_TEMPLATE, errors)
+    if template:
+        try:
+            get_template(template)
+        except TemplateDoesNotExist:
+            errors.append(
+                checks.Error(
+                    f"SMS2FA['SMS_TEMPLATE'] = {template!r} does not exist.", id="sms2fa.E001"
+                )
+            )
+    errors.extend(_check_providers())
+    errors.extend(_check_limits_cache())
+    return errors
+
+
+def _check_providers() -> list[checks.CheckMessage]:
+    from .providers import build_provider  # imports provider modules: keep lazy
+
+    errors: list[checks.CheckMessage] = []
+    providers = _read(lambda: app_settings.PROVIDERS, errors)
+    if providers is None:
+        return errors
+    _read(lambda: app_settings.ROUTES, errors)
+    _read(lambda: app_settings.FALLBACKS, errors)
+    length = _read(lambda: app_settings.CODE_LENGTH, []) or 6
+    for alias in providers:
+        provider = _read(lambda alias=alias: build_provider(alias), errors)
+        if provider is None:
+            continue
+        caps = provider.capabilities
+        if not (caps.takes_our_code(length) or caps.returns_code or caps.verifies_code):
+            errors.append(
+                checks.Error(
+                    f"SMS provider {alias!r} can neither take a {length}-digit code nor "
+                    "make one.",
+                    id="sms2fa.E002",
+                )
+            )
+        if provider.provider_name == "Console" and not settings.DEBUG:
+            errors.append(
+                checks.Warning(
+                    f"SMS provider {alias!r} is the console provider, which prints every "
+                    "code, while DEBUG is False.",
+                    hint="Configure a real SMS provider for production.",
+                    id="sms2fa.W001",
+                )
+            )
+    return errors
+
+
+def _check_limits_cache() -> list[checks.CheckMessage]:
+    alias = _read(lambda: app_settings.CACHE, [])
+    if alias is None or settings.DEBUG:
+        return []
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    if backend in _PER_PROCESS_CACHES:
+        return [
+            checks.Warning(
+                f"SMS2FA limit counters use the cache {alias!r} ({backend.rsplit('.', 1)[-1]}), "
+                "which each process keeps for itself: send limits and lockouts will not "
+                "hold across processes.",
+                hint="Point SMS2FA['CACHE'] at a shared cache such as Redis.",
+                id="sms2fa.W002",
+            )
+        ]
+    return []

@@ -1,0 +1,224 @@
+"""The app's settings: one ``SMS2FA`` dict, read through typed properties.
+
+Every setting is read from ``settings.SMS2FA`` at the moment it is used, so
+``override_settings`` works without any reload, and every value is checked when
+it is read: an unsafe value raises :class:`Sms2faConfigurationError` instead of
+quietly weakening the app. ``checks.py`` reads the same properties at start-up,
+so the same problem is also reported by ``manage.py check`` under the same id.
+
+Defaults sit beside their setting; README.md lists them all.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+from .exceptions import Sms2faConfigurationError
+
+#: Security bounds (shared/security.md, items 2 and 3).
+MIN_CODE_LENGTH = 6
+MAX_CODE_LENGTH = 10
+MAX_CODE_LIFETIME = 600  # seconds: NIST SP 800-63B-4 §3.1.3.2, OWASP ASVS 6.5.5
+MAX_ATTEMPTS_CEILING = 10
+
+KNOWN_KEYS = frozenset(
+    {
+        "PROVIDERS",
+        "ROUTES",
+        "FALLBACKS",
+        "DEFAULT_REGION",
+        "CODE_LENGTH",
+        "CODE_LIFETIME",
+        "MAX_ATTEMPTS",
+        "SMS_TEMPLATE",
+        "CACHE",
+    }
+)
+
+DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django_sms2fa.providers.console.ConsoleProvider"}
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Sms2faSettings:
+    """Typed access to ``settings.SMS2FA``. Use the module-level ``app_settings``."""
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        value = getattr(settings, "SMS2FA", {})
+        if not isinstance(value, dict):
+            raise Sms2faConfigurationError(
+                f"settings.SMS2FA must be a dict, not {type(value).__name__}.",
+                check_id="sms2fa.E001",
+            )
+        return value
+
+    def _get(self, name: str, default: Any) -> Any:
+        return self.raw.get(name, default)
+
+    @property
+    def unknown_keys(self) -> list[str]:
+        """Keys of SMS2FA that no setting reads (usually a typo)."""
+        return sorted(str(key) for key in self.raw if key not in KNOWN_KEYS)
+
+    @property
+    def PROVIDERS(self) -> dict[str, dict[str, Any]]:
+        """Provider aliases, each ``{"BACKEND": dotted path, "OPTIONS": {...}}``.
+
+        Default: the ``console`` provider as ``"default"`` (development only).
+        """
+        providers = self._get("PROVIDERS", DEFAULT_PROVIDERS)
+        if not isinstance(providers, dict) or not providers:
+            raise Sms2faConfigurationError(
+                "SMS2FA['PROVIDERS'] must be a non-empty dict of aliases.",
+                check_id="sms2fa.E002",
+            )
+        if "default" not in providers:
+            raise Sms2faConfigurationError(
+                "SMS2FA['PROVIDERS'] must define a 'default' provider.",
+                check_id="sms2fa.E002",
+            )
+        for alias, config in providers.items():
+            if not isinstance(config, dict) or not isinstance(config.get("BACKEND"), str):
+                raise Sms2faConfigurationError(
+                    f"SMS2FA['PROVIDERS'][{alias!r}] needs a 'BACKEND' dotted path.",
+                    check_id="sms2fa.E002",
+                )
+            if not isinstance(config.get("OPTIONS", {}), dict):
+                raise Sms2faConfigurationError(
+                    f"SMS2FA['PROVIDERS'][{alias!r}]['OPTIONS'] must be a dict.",
+                    check_id="sms2fa.E002",
+                )
+        return providers
+
+    @property
+    def ROUTES(self) -> dict[str, str]:
+        """Region code (``"BR"``) → provider alias. Default: ``{}`` (all go to default)."""
+        routes = self._get("ROUTES", {})
+        providers = self.PROVIDERS
+        if not isinstance(routes, dict):
+            raise Sms2faConfigurationError(
+                "SMS2FA['ROUTES'] must be a dict.", check_id="sms2fa.E002"
+            )
+        for region, alias in routes.items():
+            if alias not in providers:
+                raise Sms2faConfigurationError(
+                    f"SMS2FA['ROUTES'][{region!r}] names an unknown provider {alias!r}.",
+                    check_id="sms2fa.E002",
+                )
+        return {str(region).upper(): alias for region, alias in routes.items()}
+
+    @property
+    def FALLBACKS(self) -> list[str]:
+        """Aliases tried in order when the chosen provider could not take the SMS.
+
+        Default: ``[]`` (no failover).
+        """
+        fallbacks = self._get("FALLBACKS", [])
+        providers = self.PROVIDERS
+        if not isinstance(fallbacks, (list, tuple)):
+            raise Sms2faConfigurationError(
+                "SMS2FA['FALLBACKS'] must be a list of provider aliases.",
+                check_id="sms2fa.E002",
+            )
+        for alias in fallbacks:
+            if alias not in providers:
+                raise Sms2faConfigurationError(
+                    f"SMS2FA['FALLBACKS'] names an unknown provider {alias!r}.",
+                    check_id="sms2fa.E002",
+                )
+        return list(fallbacks)
+
+    @property
+    def DEFAULT_REGION(self) -> str | None:
+        """Region assumed for numbers typed without ``+`` (``"SE"``). Default: ``None``."""
+        region = self._get("DEFAULT_REGION", None)
+        if region is None:
+            return None
+        import phonenumbers  # local: keeps conf cheap to import
+
+        if not isinstance(region, str) or region.upper() not in (
+            phonenumbers.SUPPORTED_REGIONS
+        ):
+            raise Sms2faConfigurationError(
+                f"SMS2FA['DEFAULT_REGION'] must be an ISO 3166 region code, not {region!r}.",
+                check_id="sms2fa.E006",
+            )
+        return region.upper()
+
+    @property
+    def CODE_LENGTH(self) -> int:
+        """Digits in a code we generate. Default 6; allowed 6–10."""
+        length = self._get("CODE_LENGTH", 6)
+        if not _is_int(length) or not MIN_CODE_LENGTH <= length <= MAX_CODE_LENGTH:
+            raise Sms2faConfigurationError(
+                f"SMS2FA['CODE_LENGTH'] must be an integer from {MIN_CODE_LENGTH} to "
+                f"{MAX_CODE_LENGTH}; {length!r} is unsafe or invalid.",
+                check_id="sms2fa.E003",
+            )
+        return length
+
+    @property
+    def CODE_LIFETIME(self) -> int:
+        """Seconds a code stays valid. Default 300; at most 600 (int or timedelta)."""
+        lifetime = self._get("CODE_LIFETIME", 300)
+        if isinstance(lifetime, timedelta):
+            lifetime = lifetime.total_seconds()
+            lifetime = int(lifetime) if lifetime == int(lifetime) else lifetime
+        if not _is_int(lifetime) or not 1 <= lifetime <= MAX_CODE_LIFETIME:
+            raise Sms2faConfigurationError(
+                f"SMS2FA['CODE_LIFETIME'] must be a whole number of seconds from 1 to "
+                f"{MAX_CODE_LIFETIME}; {lifetime!r} is unsafe or invalid.",
+                check_id="sms2fa.E004",
+            )
+        return lifetime
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        """Wrong codes allowed per challenge before it is dead. Default 5; 1–10."""
+        attempts = self._get("MAX_ATTEMPTS", 5)
+        if not _is_int(attempts) or not 1 <= attempts <= MAX_ATTEMPTS_CEILING:
+            raise Sms2faConfigurationError(
+                f"SMS2FA['MAX_ATTEMPTS'] must be an integer from 1 to "
+                f"{MAX_ATTEMPTS_CEILING}; {attempts!r} is unsafe or invalid.",
+                check_id="sms2fa.E005",
+            )
+        return attempts
+
+    @property
+    def SMS_TEMPLATE(self) -> str:
+        """Template rendering the SMS text. Default ``"django_sms2fa/sms/code.txt"``.
+
+        Context: ``code``, ``purpose``, ``minutes``.
+        """
+        template = self._get("SMS_TEMPLATE", "django_sms2fa/sms/code.txt")
+        if not isinstance(template, str) or not template:
+            raise Sms2faConfigurationError(
+                "SMS2FA['SMS_TEMPLATE'] must be a template name.", check_id="sms2fa.E001"
+            )
+        return template
+
+    @property
+    def CACHE(self) -> str:
+        """Cache alias holding limit counters. Default ``"default"``.
+
+        It must be shared by every process (Redis, Memcached, database) in
+        production; the local-memory cache is per process.
+        """
+        alias = self._get("CACHE", "default")
+        if alias not in settings.CACHES:
+            raise Sms2faConfigurationError(
+                f"SMS2FA['CACHE'] names {alias!r}, which is not in settings.CACHES.",
+                check_id="sms2fa.E007",
+            )
+        return alias
+
+
+app_settings = Sms2faSettings()

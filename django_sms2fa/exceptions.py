@@ -1,0 +1,178 @@
+"""Every error the app raises on purpose.
+
+Domain errors share one root, :class:`Sms2faError`, and each carries a stable
+``code`` that edges (REST, HTML) map to a status and a translated message in one
+place. Their text never contains a code, a code hash or a provider secret: the
+message is the class's fixed, translatable text, and provider detail is kept in
+attributes for the audit, not in ``str()``.
+
+Configuration errors deliberately sit outside that root (they subclass Django's
+``ImproperlyConfigured``), so that no ``except Sms2faError`` in an edge can
+swallow a broken deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+
+class Sms2faConfigurationError(ImproperlyConfigured):
+    """A setting is missing, malformed or unsafe.
+
+    ``check_id`` is the system-check id that reports the same problem at start-up.
+    """
+
+    def __init__(self, message: str, *, check_id: str = "sms2fa.E001") -> None:
+        self.check_id = check_id
+        super().__init__(f"{message} ({check_id})")
+
+
+class Sms2faError(Exception):
+    """Root of the domain errors. ``code`` is stable and documented."""
+
+    code: str = "sms2fa_error"
+    default_message: Any = _("The phone verification could not be completed.")
+
+    def __init__(self, message: Any = None, **context: Any) -> None:
+        self.message = message if message is not None else self.default_message
+        # Context is for the audit and for edges (challenge id, retry_after, ...).
+        # It must never hold a code: callers pass identifiers only.
+        self.context = context
+        super().__init__(str(self.message))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r})"
+
+
+class InvalidPhone(Sms2faError):
+    code = "invalid_phone"
+    default_message = _("Enter a valid phone number, including the country code.")
+
+
+class InvalidCode(Sms2faError):
+    """The submitted code is not a code at all (not ASCII digits, wrong size).
+
+    It is refused before any comparison, so it does not use up an attempt.
+    """
+
+    code = "invalid_code"
+    default_message = _("Enter the code from the SMS, digits only.")
+
+
+class IncorrectCode(Sms2faError):
+    """The code was compared and did not match; one attempt was used."""
+
+    code = "incorrect_code"
+    default_message = _("The code is not correct.")
+
+    @property
+    def attempts_left(self) -> int | None:
+        return self.context.get("attempts_left")
+
+
+class ChallengeNotFound(Sms2faError):
+    """No such challenge, or it belongs to someone else, or to another purpose.
+
+    The three cases are deliberately indistinguishable.
+    """
+
+    code = "challenge_not_found"
+    default_message = _("This verification request does not exist.")
+
+
+class ChallengeExpired(Sms2faError):
+    code = "challenge_expired"
+    default_message = _("The code has expired. Request a new one.")
+
+
+class ChallengeAlreadyUsed(Sms2faError):
+    code = "challenge_used"
+    default_message = _("This code has already been used.")
+
+
+class TooManyAttempts(Sms2faError):
+    code = "too_many_attempts"
+    default_message = _("Too many wrong codes. Request a new one.")
+
+
+class ChallengeCancelled(Sms2faError):
+    code = "challenge_cancelled"
+    default_message = _("This verification request was cancelled.")
+
+
+class ChallengeUndeliverable(Sms2faError):
+    code = "challenge_undeliverable"
+    default_message = _("The SMS for this request could not be sent. Request a new one.")
+
+
+class DeliveryFailed(Sms2faError):
+    """Every provider tried refused or failed to take the SMS.
+
+    The challenge is left ``undeliverable``; ``context["challenge_id"]`` names it
+    and ``__cause__`` is the last provider error.
+    """
+
+    code = "delivery_failed"
+    default_message = _("The SMS could not be sent right now. Try again later.")
+
+
+class ProviderError(Sms2faError):
+    """A provider did not do what was asked.
+
+    ``provider_code`` and ``provider_text`` are the provider's own error code and
+    text, kept for the audit; providers must strip secrets from them before
+    raising. ``may_have_sent`` is true when the request may have reached the
+    provider (a timeout after sending): such a message must not be re-sent.
+    """
+
+    code = "provider_error"
+    default_message = _("The SMS provider could not handle the request.")
+
+    def __init__(
+        self,
+        message: Any = None,
+        *,
+        provider: str = "",
+        provider_code: str = "",
+        provider_text: str = "",
+        http_status: int | None = None,
+        may_have_sent: bool = False,
+        **context: Any,
+    ) -> None:
+        self.provider = provider
+        self.provider_code = str(provider_code)[:64]
+        self.provider_text = str(provider_text)[:500]
+        self.http_status = http_status
+        self.may_have_sent = may_have_sent
+        super().__init__(message, **context)
+
+    def __str__(self) -> str:
+        detail = ", ".join(
+            part
+            for part in (
+                f"provider={self.provider}" if self.provider else "",
+                f"http_status={self.http_status}" if self.http_status else "",
+                f"provider_code={self.provider_code}" if self.provider_code else "",
+            )
+            if part
+        )
+        return f"{self.message} ({detail})" if detail else str(self.message)
+
+
+class ProviderRejected(ProviderError):
+    """A permanent refusal: bad number, blocked account, bad credentials."""
+
+    code = "provider_rejected"
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient failure: timeout, 5xx, 429 (``retry_after`` in seconds)."""
+
+    code = "provider_unavailable"
+
+    @property
+    def retry_after(self) -> int | None:
+        return self.context.get("retry_after")

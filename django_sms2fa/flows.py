@@ -1,0 +1,567 @@
+"""The business rules: request, resend, verify and cancel a challenge.
+
+Every edge (REST, HTML, the django-otp device, the auth backend, tasks) calls
+these functions and nothing else. They take domain arguments — a user, a phone,
+a challenge id, a code, :class:`~django_sms2fa.types.ClientInfo` — never an
+``HttpRequest``, and raise :mod:`~django_sms2fa.exceptions` errors that each
+edge translates in one place.
+
+Concurrency. Each state change is one conditional ``UPDATE`` whose ``WHERE``
+re-checks the state, so the database decides races, whatever the number of
+processes:
+
+* a guess is evaluated only after ``UPDATE … SET attempts = attempts + 1 WHERE
+  status = 'pending' AND attempts < max_attempts AND expires_at > now AND
+  code_hash = <the hash we read>`` changed one row — so no more than
+  ``max_attempts`` guesses are ever evaluated, and a guess is never evaluated
+  against a code that a concurrent resend replaced;
+* a right code wins only through ``UPDATE … SET status = 'verified' WHERE
+  status = 'pending'`` — so of many concurrent right answers, exactly one
+  succeeds.
+
+No transaction is held while a provider is called. Called inside a transaction
+(django-otp's login form wraps ``generate_challenge()`` in one), the SMS is sent
+once that transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.dispatch import Signal
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from . import signals
+from .codes import clean_submitted_code, code_matches, generate_code, hash_code
+from .conf import app_settings
+from .exceptions import (
+    ChallengeAlreadyUsed,
+    ChallengeCancelled,
+    ChallengeExpired,
+    ChallengeNotFound,
+    ChallengeUndeliverable,
+    DeliveryFailed,
+    IncorrectCode,
+    ProviderError,
+    Sms2faConfigurationError,
+    Sms2faError,
+    TooManyAttempts,
+)
+from .models import Challenge, ChallengeStatus, CheckedBy, Message, PhoneDevice, Purpose
+from .phones import mask_phone, normalize_phone, region_of
+from .providers import get_provider
+from .providers.base import BaseProvider
+from .types import FAILED, UNKNOWN, ClientInfo, OutgoingSms, SendResult
+
+logger = logging.getLogger("django_sms2fa")
+
+# Rendered into the SMS template in place of the code, then replaced: once by
+# the code (the text sent) and once by bullets (the text kept for the audit).
+_CODE_SLOT = "SMS2FACODESLOT"
+
+_CLOSED_ERRORS: dict[str, type[Sms2faError]] = {
+    ChallengeStatus.VERIFIED: ChallengeAlreadyUsed,
+    ChallengeStatus.EXPIRED: ChallengeExpired,
+    ChallengeStatus.FAILED: TooManyAttempts,
+    ChallengeStatus.CANCELLED: ChallengeCancelled,
+    ChallengeStatus.UNDELIVERABLE: ChallengeUndeliverable,
+}
+
+
+# --------------------------------------------------------------------------- public
+
+
+def request_challenge(
+    *,
+    phone: str,
+    purpose: str,
+    user: Any = None,
+    device: PhoneDevice | None = None,
+    client: ClientInfo | None = None,
+    language: str | None = None,
+) -> Challenge:
+    """Create a challenge for ``phone`` and send its code.
+
+    :param phone: as the user typed it; normalized to E.164 here.
+    :param purpose: a :class:`~django_sms2fa.models.Purpose` value.
+    :param user: the user the challenge is for, if known.
+    :param language: language of the SMS (default: the active language).
+    :returns: the saved :class:`Challenge` (status ``pending``).
+    :raises InvalidPhone: the number is not a valid phone number.
+    :raises DeliveryFailed: no provider took the SMS; the challenge is left
+        ``undeliverable`` (``context["challenge_id"]`` names it).
+    """
+    purpose = _valid_purpose(purpose)
+    e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
+    chain = _provider_chain(e164)
+    now = timezone.now()
+    client = client or ClientInfo()
+    challenge = Challenge(
+        id=uuid.uuid4(),
+        user=user if getattr(user, "pk", None) is not None else None,
+        device=device,
+        phone=e164,
+        purpose=purpose,
+        max_attempts=app_settings.MAX_ATTEMPTS,
+        sends=1,
+        created_at=now,
+        expires_at=now + timedelta(seconds=app_settings.CODE_LIFETIME),
+        client_ip=client.ip,
+        user_agent=(client.user_agent or "")[:300],
+    )
+    # The first provider's mode is known before the insert, so the code hash
+    # goes in with the row: one statement, and never a pending row without it.
+    alias, provider = chain[0]
+    code = _arm(challenge, alias, provider)
+    challenge.save(force_insert=True)
+    logger.info(
+        "sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164)
+    )
+    _send_signal(signals.challenge_requested, challenge=challenge)
+    _deliver_now_or_on_commit(challenge, chain, code, language)
+    return challenge
+
+
+def resend_challenge(
+    challenge_id: Any,
+    *,
+    user: Any = None,
+    purpose: str | Iterable[str] | None = None,
+    language: str | None = None,
+) -> Challenge:
+    """Send a new code for a pending challenge; the old code stops working.
+
+    The attempt counter is *not* reset (a new code never resets failures,
+    NIST SP 800-63B-4 §3.1.3.2) and the lifetime starts again.
+
+    :raises ChallengeNotFound: unknown id, or not ``user``'s, or not ``purpose``.
+    :raises ChallengeAlreadyUsed, TooManyAttempts, ChallengeCancelled,
+        ChallengeExpired, ChallengeUndeliverable: the challenge is closed.
+    :raises DeliveryFailed: as for :func:`request_challenge`.
+    """
+    challenge = _load(challenge_id, user=user, purpose=purpose)
+    if not challenge.is_pending:
+        raise _closed_error(challenge)
+    chain = _provider_chain(challenge.phone)
+    alias, provider = chain[0]
+    old_hash = challenge.code_hash
+    now = timezone.now()
+    challenge.expires_at = now + timedelta(seconds=app_settings.CODE_LIFETIME)
+    code = _arm(challenge, alias, provider)
+    updated = Challenge.objects.filter(
+        pk=challenge.pk,
+        status=ChallengeStatus.PENDING,
+        code_hash=old_hash,
+        attempts__lt=F("max_attempts"),
+    ).update(
+        code_hash=challenge.code_hash,
+        checked_by=challenge.checked_by,
+        provider=alias,
+        expires_at=challenge.expires_at,
+        sends=F("sends") + 1,
+    )
+    if not updated:
+        current = _load(challenge_id)
+        if not current.is_pending:
+            raise _closed_error(current)
+        if current.attempts >= current.max_attempts:
+            raise TooManyAttempts(challenge_id=str(challenge.pk))
+        # A concurrent resend (a double click) already sent a new code.
+        return current
+    challenge.sends += 1
+    logger.info("sms2fa: challenge %s resent", challenge.pk)
+    _send_signal(signals.challenge_resent, challenge=challenge)
+    _deliver_now_or_on_commit(challenge, chain, code, language)
+    return challenge
+
+
+def verify_challenge(
+    challenge_id: Any,
+    code: Any,
+    *,
+    user: Any = None,
+    purpose: str | Iterable[str] | None = None,
+) -> Challenge:
+    """Check ``code``; on success the challenge becomes ``verified`` (once).
+
+    :param user: when given, the challenge must belong to this user.
+    :param purpose: when given, the challenge must have this purpose (or one of
+        these); a code for another purpose behaves as an unknown challenge.
+    :returns: the verified :class:`Challenge`.
+    :raises InvalidCode: ``code`` is not ASCII digits (no attempt is used).
+    :raises IncorrectCode: wrong code; ``attempts_left`` tells how many remain.
+    :raises TooManyAttempts: the attempts are used up.
+    :raises ChallengeNotFound, ChallengeExpired, ChallengeAlreadyUsed,
+        ChallengeCancelled, ChallengeUndeliverable: see their docs.
+    :raises ProviderError: the provider that checks this code did not answer.
+    """
+    code = clean_submitted_code(code)
+    challenge = _load(challenge_id, user=user, purpose=purpose)
+    now = timezone.now()
+    _ensure_open(challenge, now)
+    reserved = Challenge.objects.filter(
+        pk=challenge.pk,
+        status=ChallengeStatus.PENDING,
+        attempts__lt=F("max_attempts"),
+        expires_at__gt=now,
+        code_hash=challenge.code_hash,
+    ).update(attempts=F("attempts") + 1)
+    if not reserved:
+        # Lost a race: the attempts ran out, the code was replaced, or the
+        # challenge closed after we read it. Tell the caller which.
+        current = _load(challenge_id)
+        _ensure_open(current, now)
+        if current.code_hash != challenge.code_hash:
+            raise IncorrectCode(
+                challenge_id=str(challenge.pk),
+                attempts_left=max(current.max_attempts - current.attempts, 0),
+            )
+        raise TooManyAttempts(challenge_id=str(challenge.pk))
+    challenge.attempts += 1
+
+    try:
+        right = _code_is_right(challenge, code)
+    except ProviderError:
+        # The admitted guess was never judged: count it as not right so the
+        # challenge can still close once every admitted guess has failed.
+        _count_wrong(challenge, now)
+        raise
+    if right:
+        won = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING).update(
+            status=ChallengeStatus.VERIFIED, verified_at=now, closed_at=now
+        )
+        if not won:
+            raise _closed_error(_load(challenge_id))
+        challenge.status = ChallengeStatus.VERIFIED
+        challenge.verified_at = challenge.closed_at = now
+        if challenge.device_id is not None:
+            PhoneDevice.objects.filter(pk=challenge.device_id).update(last_used_at=now)
+        logger.info("sms2fa: challenge %s verified", challenge.pk)
+        _send_signal(signals.challenge_verified, challenge=challenge)
+        return challenge
+
+    attempts_left = max(challenge.max_attempts - challenge.attempts, 0)
+    logger.info(
+        "sms2fa: wrong code for challenge %s (%d attempts left)", challenge.pk, attempts_left
+    )
+    _count_wrong(challenge, now)
+    _send_signal(signals.challenge_code_rejected, challenge=challenge, attempts_left=attempts_left)
+    raise IncorrectCode(challenge_id=str(challenge.pk), attempts_left=attempts_left)
+
+
+def cancel_challenge(
+    challenge_id: Any, *, user: Any = None, purpose: str | Iterable[str] | None = None
+) -> bool:
+    """Close a pending challenge so its code no longer works.
+
+    :returns: ``True`` if it was pending, ``False`` if it was already closed.
+    :raises ChallengeNotFound: unknown id, or not ``user``'s, or not ``purpose``.
+    """
+    challenge = _load(challenge_id, user=user, purpose=purpose)
+    return _close(challenge, ChallengeStatus.CANCELLED, timezone.now())
+
+
+# -------------------------------------------------------------------- internals
+
+
+def _valid_purpose(purpose: str) -> str:
+    if purpose not in Purpose.values:
+        raise ValueError(f"purpose must be one of {Purpose.values}, not {purpose!r}")
+    return str(purpose)
+
+
+def _provider_chain(e164: str) -> list[tuple[str, BaseProvider]]:
+    """The routed provider first, then the fallbacks, each once."""
+    first = app_settings.ROUTES.get(region_of(e164) or "", "default")
+    aliases = list(dict.fromkeys([first, *app_settings.FALLBACKS]))
+    return [(alias, get_provider(alias)) for alias in aliases]
+
+
+def _arm(challenge: Challenge, alias: str, provider: BaseProvider) -> str:
+    """Choose how ``provider`` will prove this challenge and set the fields.
+
+    Sets ``code_hash``, ``checked_by`` and ``provider`` on the (unsaved)
+    challenge and returns the code we made, or ``""`` when the provider makes
+    it. The strongest mode wins: our own code, checked here; then a code the
+    provider returns (hashed on arrival); provider-side checking last.
+    """
+    caps = provider.capabilities
+    length = app_settings.CODE_LENGTH
+    challenge.provider = alias
+    challenge.checked_by = CheckedBy.LOCAL
+    challenge.code_hash = ""
+    if caps.takes_our_code(length):
+        code = generate_code(length)
+        challenge.code_hash = _hash_for(challenge, code)
+        return code
+    if caps.returns_code:
+        return ""
+    if caps.verifies_code:
+        challenge.checked_by = CheckedBy.PROVIDER
+        return ""
+    raise Sms2faConfigurationError(
+        f"SMS provider {alias!r} can neither take a {length}-digit code nor make one.",
+        check_id="sms2fa.E002",
+    )
+
+
+def _hash_for(challenge: Challenge, code: str) -> str:
+    return hash_code(
+        code,
+        challenge_id=challenge.pk,
+        purpose=challenge.purpose,
+        phone=challenge.phone,
+        user_id=challenge.user_id,
+    )
+
+
+def _code_is_right(challenge: Challenge, code: str) -> bool:
+    if challenge.checked_by == CheckedBy.PROVIDER:
+        # The provider keeps the code; our attempt limit, expiry and single use
+        # still applied above. Autocommit here: no transaction is open.
+        return get_provider(challenge.provider).check_code(phone=challenge.phone, code=code)
+    return code_matches(
+        code,
+        challenge.code_hash,
+        challenge_id=challenge.pk,
+        purpose=challenge.purpose,
+        phone=challenge.phone,
+        user_id=challenge.user_id,
+    )
+
+
+def _count_wrong(challenge: Challenge, now: datetime) -> None:
+    """Record a wrong guess; the guess that uses up the last attempt closes the challenge.
+
+    Two statements, so that exactly one concurrent caller sees its close
+    succeed (and sends the signal once).
+    """
+    Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING).update(
+        wrong_attempts=F("wrong_attempts") + 1
+    )
+    challenge.wrong_attempts += 1
+    _close(challenge, ChallengeStatus.FAILED, now, only_if_exhausted=True)
+
+
+def _in_real_transaction() -> bool:
+    # The atomic blocks Django's TestCase opens around each test do not count:
+    # they are not the caller's transaction.
+    conn = transaction.get_connection()
+    return any(not getattr(block, "_from_testcase", False) for block in conn.atomic_blocks)
+
+
+def _deliver_now_or_on_commit(
+    challenge: Challenge, chain: list[tuple[str, BaseProvider]], code: str, language: str | None
+) -> None:
+    if not _in_real_transaction():
+        _deliver(challenge, chain, code, language)
+        return
+    language = language or translation.get_language()
+
+    def deliver_after_commit() -> None:
+        try:
+            _deliver(challenge, chain, code, language)
+        except DeliveryFailed:
+            # Nobody is waiting for an answer any more; the challenge is already
+            # marked undeliverable and the messages record why.
+            logger.warning("sms2fa: challenge %s could not be delivered", challenge.pk)
+
+    transaction.on_commit(deliver_after_commit)
+
+
+def _deliver(
+    challenge: Challenge, chain: list[tuple[str, BaseProvider]], code: str, language: str | None
+) -> None:
+    """Hand the SMS to the chain's providers in turn until one takes it."""
+    last_error: Exception | None = None
+    for index, (alias, provider) in enumerate(chain):
+        if index > 0:
+            # Failover: the next provider may work in another mode, so the
+            # challenge is re-armed with its code (and the old one dropped).
+            previous_hash = challenge.code_hash
+            code = _arm(challenge, alias, provider)
+            rearmed = Challenge.objects.filter(
+                pk=challenge.pk, status=ChallengeStatus.PENDING, code_hash=previous_hash
+            ).update(
+                code_hash=challenge.code_hash, checked_by=challenge.checked_by, provider=alias
+            )
+            if not rearmed:
+                return  # closed or resent meanwhile: nothing more to send
+        text, masked = _render(challenge, code, language)
+        sms = OutgoingSms(
+            to=challenge.phone,
+            text=text,
+            code=code,
+            purpose=challenge.purpose,
+            reference=str(challenge.pk),
+            language=language or "",
+        )
+        text_kept = masked if provider.capabilities.delivers_text and code else ""
+        try:
+            result = provider.send(sms)
+        except ProviderError as err:
+            last_error = err
+            _record_failure(challenge, alias, err, text_kept)
+            if err.may_have_sent:
+                # The SMS may be on its way: re-sending could deliver two codes
+                # and charge twice, so stop here and leave the challenge open.
+                if code:
+                    return
+                break
+            continue
+        except Exception as err:  # a bug or an unwrapped transport error
+            last_error = err
+            logger.error(
+                "sms2fa: provider %s raised %s for challenge %s",
+                alias,
+                type(err).__name__,
+                challenge.pk,
+            )
+            _record_failure(challenge, alias, err, text_kept)
+            continue
+        _record_success(challenge, alias, result, text_kept)
+        return
+    _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
+    raise DeliveryFailed(challenge_id=str(challenge.pk)) from last_error
+
+
+def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str, str]:
+    """The SMS text with the code, and the same text with the code masked."""
+    if not code:
+        return "", ""
+    context = {
+        "code": _CODE_SLOT,
+        "purpose": challenge.purpose,
+        "minutes": math.ceil(app_settings.CODE_LIFETIME / 60),
+    }
+    with translation.override(language or translation.get_language()):
+        template = render_to_string(app_settings.SMS_TEMPLATE, context).strip()
+    return template.replace(_CODE_SLOT, code), template.replace(_CODE_SLOT, "•" * len(code))
+
+
+def _record_success(challenge: Challenge, alias: str, result: SendResult, text: str) -> None:
+    now = timezone.now()
+    if result.returned_code:
+        # The provider made the code: keep only its keyed hash.
+        challenge.code_hash = _hash_for(challenge, result.returned_code)
+        Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING).update(
+            code_hash=challenge.code_hash
+        )
+    message = Message.objects.create(
+        challenge=challenge,
+        phone=challenge.phone,
+        provider=alias,
+        provider_message_id=str(result.message_id)[:128],
+        status=result.status,
+        provider_status=str(result.provider_status)[:64],
+        text_masked=text,
+        created_at=now,
+        sent_at=now,
+        latency_ms=result.latency_ms,
+    )
+    logger.info(
+        "sms2fa: challenge %s sent via %s (message %s)",
+        challenge.pk,
+        alias,
+        message.provider_message_id,
+    )
+    _send_signal(signals.message_sent, sender=Message, message=message)
+
+
+def _record_failure(challenge: Challenge, alias: str, error: Exception, text: str) -> None:
+    now = timezone.now()
+    if isinstance(error, ProviderError):
+        code, detail = error.provider_code or error.code, error.provider_text
+        status = UNKNOWN if error.may_have_sent else FAILED
+    else:
+        # Unexpected exception text may hold anything (URLs with tokens): keep
+        # only its class name.
+        code, detail, status = type(error).__name__, "", FAILED
+    message = Message.objects.create(
+        challenge=challenge,
+        phone=challenge.phone,
+        provider=alias,
+        status=status,
+        error_code=code[:64],
+        error_text=detail[:500],
+        text_masked=text,
+        created_at=now,
+    )
+    logger.warning(
+        "sms2fa: provider %s did not take challenge %s (%s)", alias, challenge.pk, code
+    )
+    _send_signal(signals.message_failed, sender=Message, message=message, error=error)
+
+
+def _load(
+    challenge_id: Any, *, user: Any = None, purpose: str | Iterable[str] | None = None
+) -> Challenge:
+    try:
+        pk = challenge_id if isinstance(challenge_id, uuid.UUID) else uuid.UUID(str(challenge_id))
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ChallengeNotFound() from err
+    challenge = Challenge.objects.filter(pk=pk).first()
+    if challenge is None:
+        raise ChallengeNotFound()
+    if user is not None and challenge.user_id != getattr(user, "pk", None):
+        raise ChallengeNotFound()
+    if purpose is not None:
+        allowed = {purpose} if isinstance(purpose, str) else set(purpose)
+        if challenge.purpose not in allowed:
+            raise ChallengeNotFound()
+    return challenge
+
+
+def _closed_error(challenge: Challenge) -> Sms2faError:
+    return _CLOSED_ERRORS.get(challenge.status, ChallengeNotFound)(challenge_id=str(challenge.pk))
+
+
+def _ensure_open(challenge: Challenge, now: datetime) -> None:
+    """Raise the right error unless ``challenge`` can take a guess now."""
+    if not challenge.is_pending:
+        raise _closed_error(challenge)
+    if challenge.expires_at <= now:
+        _close(challenge, ChallengeStatus.EXPIRED, now)
+        raise ChallengeExpired(challenge_id=str(challenge.pk))
+    if challenge.attempts >= challenge.max_attempts:
+        # Every attempt is taken. Do not close the challenge here: a right
+        # answer admitted a moment ago may still be under evaluation.
+        raise TooManyAttempts(challenge_id=str(challenge.pk))
+
+
+def _close(
+    challenge: Challenge, status: str, now: datetime, *, only_if_exhausted: bool = False
+) -> bool:
+    """Move a pending challenge to a closed ``status``; ``False`` if it was not pending."""
+    query = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING)
+    if only_if_exhausted:
+        query = query.filter(wrong_attempts__gte=F("max_attempts"))
+    if not query.update(status=status, closed_at=now):
+        return False
+    challenge.status, challenge.closed_at = status, now
+    logger.info("sms2fa: challenge %s closed (%s)", challenge.pk, status)
+    _send_signal(signals.challenge_closed, challenge=challenge, reason=str(status))
+    return True
+
+
+def _send_signal(signal: Signal, *, sender: type = Challenge, **kwargs: Any) -> None:
+    """Send to every receiver; re-raise the first receiver error afterwards.
+
+    One broken receiver must not keep the others (an audit hook, an alert)
+    from hearing about the event.
+    """
+    errors = [
+        response
+        for _receiver, response in signal.send_robust(sender=sender, **kwargs)
+        if isinstance(response, Exception)
+    ]
+    if errors:
+        raise errors[0]

@@ -1,0 +1,198 @@
+"""What the app records: challenges, the SMS sent for them, and users' phones.
+
+The state machine of a challenge is enforced by the database, not by Python
+objects in memory: every transition is a conditional ``UPDATE … WHERE
+status = 'pending'`` (see ``flows.py``), so of any number of concurrent
+requests exactly one can move a challenge, and only once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django_otp.models import Device, TimestampMixin
+
+from . import types
+from .phones import mask_phone
+
+
+class Purpose(models.TextChoices):
+    LOGIN = "login", _("Second factor at login")
+    PASSWORDLESS = "passwordless", _("Passwordless login")
+    VERIFY_PHONE = "verify_phone", _("Phone verification")
+    CHANGE_PHONE = "change_phone", _("Phone number change")
+
+
+class ChallengeStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    VERIFIED = "verified", _("Verified")
+    EXPIRED = "expired", _("Expired")
+    FAILED = "failed", _("Failed (too many wrong codes)")
+    CANCELLED = "cancelled", _("Cancelled")
+    UNDELIVERABLE = "undeliverable", _("Undeliverable")
+
+
+class CheckedBy(models.TextChoices):
+    LOCAL = "local", _("This site (keyed hash)")
+    PROVIDER = "provider", _("The SMS provider")
+
+
+class Challenge(models.Model):
+    """One attempt to prove possession of a phone."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        # Keep the audit row when a user is deleted.
+        on_delete=models.SET_NULL,
+        related_name="sms2fa_challenges",
+    )
+    device = models.ForeignKey(
+        "PhoneDevice",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="challenges",
+    )
+    phone = models.CharField(_("phone (E.164)"), max_length=16)
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    status = models.CharField(
+        max_length=16, choices=ChallengeStatus.choices, default=ChallengeStatus.PENDING
+    )
+    # HMAC-SHA256 of the code bound to this challenge (codes.hash_code); empty
+    # where only the provider can check the code. Never shown anywhere.
+    code_hash = models.CharField(max_length=64, blank=True, editable=False)
+    checked_by = models.CharField(max_length=8, choices=CheckedBy.choices, default=CheckedBy.LOCAL)
+    provider = models.CharField(_("provider alias"), max_length=64, blank=True)
+    # Guesses admitted for evaluation (the limit applies to this counter) ...
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # ... and those that turned out wrong. Only when every admitted guess was
+    # wrong (wrong_attempts == max_attempts) does the challenge close as failed:
+    # closing earlier could kill a right answer still being evaluated.
+    wrong_attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField()
+    sends = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("challenge")
+        verbose_name_plural = _("challenges")
+        indexes = [
+            # Send limits by phone and by user over a time window.
+            models.Index(fields=["phone", "created_at"], name="sms2fa_chal_phone_time"),
+            models.Index(fields=["user", "created_at"], name="sms2fa_chal_user_time"),
+            # The admin's newest-first list and purging by age.
+            models.Index(fields=["created_at"], name="sms2fa_chal_created"),
+            # django-otp devices find their newest pending challenge.
+            models.Index(fields=["device", "status", "created_at"], name="sms2fa_chal_device"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} challenge {self.pk} ({self.status})"
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.phone)
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == ChallengeStatus.PENDING
+
+
+class Message(models.Model):
+    """One SMS handed (or offered) to one provider. A resend is a new message."""
+
+    Status = models.TextChoices(
+        "Status", [(status, status.capitalize()) for status in types.MESSAGE_STATUSES]
+    )
+
+    challenge = models.ForeignKey(
+        Challenge, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+    )
+    phone = models.CharField(_("phone (E.164)"), max_length=16)
+    provider = models.CharField(_("provider alias"), max_length=64)
+    provider_message_id = models.CharField(max_length=128, blank=True, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=types.QUEUED)
+    provider_status = models.CharField(_("provider's own status"), max_length=64, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_text = models.CharField(max_length=500, blank=True)
+    # The text as sent, with the code replaced by bullets.
+    text_masked = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        indexes = [models.Index(fields=["created_at"], name="sms2fa_msg_created")]
+
+    def __str__(self) -> str:
+        return f"SMS {self.pk} via {self.provider} ({self.status})"
+
+
+class PhoneDevice(TimestampMixin, Device):
+    """A user's phone as a django-otp device.
+
+    ``generate_challenge()`` sends a code and ``verify_token()`` checks it, both
+    through ``flows``, so OTPMiddleware, ``otp_required``, ``django_otp.login``
+    and ``OTPAdminSite`` work with it unchanged.
+    """
+
+    number = models.CharField(_("phone (E.164)"), max_length=16)
+
+    class Meta(Device.Meta):
+        verbose_name = _("phone device")
+        verbose_name_plural = _("phone devices")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "number"], name="sms2fa_device_user_number")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or mask_phone(self.number)
+
+    @property
+    def masked_number(self) -> str:
+        return mask_phone(self.number)
+
+    def generate_challenge(self) -> str:
+        """Send a login code to this phone; return the text django-otp shows."""
+        from . import flows  # the device is an edge over the flows
+
+        challenge = flows.request_challenge(
+            phone=self.number, purpose=Purpose.LOGIN, user=self.user, device=self
+        )
+        return str(_("A code was sent by SMS to %(phone)s.") % {"phone": challenge.masked_phone})
+
+    def verify_token(self, token: Any) -> bool:
+        """Check ``token`` against this device's newest pending login challenge."""
+        from . import flows
+        from .exceptions import Sms2faError
+
+        challenge_id = (
+            Challenge.objects.filter(
+                device=self, purpose=Purpose.LOGIN, status=ChallengeStatus.PENDING
+            )
+            .order_by("-created_at")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if challenge_id is None:
+            return False
+        try:
+            flows.verify_challenge(challenge_id, token, purpose=Purpose.LOGIN, user=self.user)
+        except Sms2faError:
+            return False
+        return True

@@ -1,0 +1,67 @@
+"""Phone numbers: parse anything a person types, keep E.164, show it masked.
+
+All limits and look-ups key on the E.164 form, so ``+46 70-123 45 67`` and
+``0046701234567`` are one number.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from .exceptions import InvalidPhone
+
+# Longer input is not a phone number; refusing it early bounds parser work.
+MAX_INPUT_LENGTH = 64
+
+
+def normalize_phone(raw: object, region: str | None = None) -> str:
+    """Return ``raw`` as E.164 (``+46701234567``) or raise :class:`InvalidPhone`.
+
+    ``region`` (e.g. ``"SE"``) is assumed for numbers typed without a country
+    code. Full-width digits are understood (``phonenumbers`` maps them); control
+    characters such as NUL, and anything that is not a valid number for its
+    region, are refused.
+    """
+    if not isinstance(raw, str):
+        raise InvalidPhone()
+    text = raw.strip()
+    if not text or len(text) > MAX_INPUT_LENGTH:
+        raise InvalidPhone()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise InvalidPhone()
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as err:
+        raise InvalidPhone() from err
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone()
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if len(e164) > 16:  # E.164: at most 15 digits after "+"
+        raise InvalidPhone()
+    return e164
+
+
+def region_of(e164: str) -> str | None:
+    """The ISO region of an E.164 number (``"SE"``), or ``None``."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def mask_phone(e164: str) -> str:
+    """A display form that identifies a number to its owner only.
+
+    Keeps the country code and the last two digits: ``+46•••••••67``.
+    """
+    if not e164:
+        return ""
+    try:
+        country = str(phonenumbers.parse(e164, None).country_code)
+    except phonenumbers.NumberParseException:
+        country = ""
+    digits = e164.lstrip("+")
+    rest = digits[len(country) :]
+    if len(rest) <= 4:
+        return "+" + country + "•" * len(rest)
+    return "+" + country + "•" * (len(rest) - 2) + rest[-2:]

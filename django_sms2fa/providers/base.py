@@ -1,0 +1,77 @@
+"""The provider base class.
+
+A provider turns an :class:`~django_sms2fa.types.OutgoingSms` into a
+:class:`~django_sms2fa.types.SendResult`, and may look up a status or check a
+code. It knows nothing of models, users, requests or settings: its options
+arrive as constructor keyword arguments, so it can be built and tested without
+a database.
+
+``send()`` is a template method (as in django-anymail): it times the call and
+checks the result; subclasses fill ``_send()`` and declare ``capabilities``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..exceptions import ProviderError, Sms2faConfigurationError
+from ..types import Capabilities, OutgoingSms, SendResult
+
+
+class BaseProvider:
+    #: Human name shown in the admin and in errors.
+    provider_name: str = "base"
+    #: What the provider can do; see :class:`~django_sms2fa.types.Capabilities`.
+    capabilities: Capabilities = Capabilities(delivers_text=True)
+
+    def __init__(self, *, alias: str = "default", **options: Any) -> None:
+        self.alias = alias
+        if options:
+            # An option nobody reads is almost always a typo in settings.
+            raise Sms2faConfigurationError(
+                f"{type(self).__name__} (provider {alias!r}) does not take the "
+                f"option(s) {', '.join(sorted(options))}.",
+                check_id="sms2fa.E002",
+            )
+
+    def __repr__(self) -> str:
+        # Never show options: they hold tokens and passwords.
+        return f"<{type(self).__name__} alias={self.alias!r}>"
+
+    def send(self, sms: OutgoingSms) -> SendResult:
+        """Hand ``sms`` to the provider.
+
+        :returns: a :class:`SendResult` with the provider's message id and a
+            normalized status; ``returned_code`` filled when the provider made
+            the code.
+        :raises ProviderError: (or a subclass) when the provider did not take it.
+        """
+        started = time.monotonic()
+        try:
+            result = self._send(sms)
+        except ProviderError as err:
+            err.provider = err.provider or self.alias
+            raise
+        if not isinstance(result, SendResult):
+            raise TypeError(f"{type(self).__name__}._send() must return a SendResult")
+        if result.latency_ms is None:
+            result.latency_ms = int((time.monotonic() - started) * 1000)
+        return result
+
+    def _send(self, sms: OutgoingSms) -> SendResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement _send()")
+
+    def check_code(self, *, phone: str, code: str, message_id: str = "") -> bool:
+        """Ask the provider whether ``code`` is right (``verifies_code`` providers).
+
+        :returns: ``True`` only when the provider confirms the code.
+        :raises ProviderError: when the provider could not answer.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not verify codes (capabilities.verifies_code)"
+        )
+
+    def get_status(self, message_id: str) -> SendResult:
+        """Look up the delivery status of a sent message, where the API has one."""
+        raise NotImplementedError(f"{type(self).__name__} has no status look-up")

@@ -1,0 +1,134 @@
+"""A test provider that keeps every SMS in a module-level ``outbox``.
+
+Like ``django.core.mail.outbox``: tests read ``locmem.outbox`` to find the code
+a user would have received. It can play each provider mode
+(``mode="text"`` — we make the code and it delivers our text; ``"code"`` — it
+takes only our code; ``"returns_code"`` — it makes the code and returns it;
+``"verifies_code"`` — it makes the code and checks it itself), and it can be
+told to fail, so tests can simulate an outage::
+
+    from django_sms2fa.providers import locmem
+    locmem.fail_next(locmem.ProviderUnavailable("down"), times=2)
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+
+from ..codes import generate_code
+from ..exceptions import ProviderError, ProviderUnavailable, Sms2faConfigurationError
+from ..types import SENT, Capabilities, OutgoingSms, SendResult
+from .base import BaseProvider
+
+__all__ = ["LocmemProvider", "outbox", "fail_next", "reset", "ProviderUnavailable"]
+
+
+@dataclass
+class SentSms:
+    """One SMS in the outbox. ``code`` is what the phone's owner would read."""
+
+    alias: str
+    to: str
+    text: str = field(repr=False)
+    code: str = field(repr=False)
+    message_id: str
+    purpose: str
+    # Whether a DB transaction was open when the provider was called; tests use
+    # it to prove the flows never call a provider inside one.
+    in_transaction: bool
+
+
+outbox: list[SentSms] = []
+_failures: list[ProviderError] = []
+_provider_codes: dict[str, str] = {}  # phone -> code, for the "verifies_code" mode
+_lock = threading.Lock()
+
+MODES = {
+    "text": Capabilities(delivers_text=True),
+    "code": Capabilities(accepts_code=True),
+    "returns_code": Capabilities(returns_code=True),
+    "verifies_code": Capabilities(verifies_code=True),
+}
+
+
+def fail_next(error: ProviderError, times: int = 1) -> None:
+    """Make the next ``times`` sends (by any locmem provider) raise ``error``."""
+    with _lock:
+        _failures.extend([error] * times)
+
+
+def reset() -> None:
+    """Empty the outbox and forget pending failures and provider-kept codes."""
+    with _lock:
+        outbox.clear()
+        _failures.clear()
+        _provider_codes.clear()
+
+
+def _in_transaction() -> bool:
+    # Ignore the atomic blocks Django's TestCase wraps every test in.
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
+class LocmemProvider(BaseProvider):
+    provider_name = "Local memory"
+
+    def __init__(
+        self, *, alias: str = "default", mode: str = "text", code_length: int = 6, **options: Any
+    ) -> None:
+        super().__init__(alias=alias, **options)
+        if mode not in MODES:
+            raise Sms2faConfigurationError(
+                f"LocmemProvider mode must be one of {sorted(MODES)}, not {mode!r}.",
+                check_id="sms2fa.E002",
+            )
+        self.mode = mode
+        self.code_length = code_length
+        # Per instance: the class attribute is the "text" default.
+        self.capabilities = MODES[mode]
+
+    def _send(self, sms: OutgoingSms) -> SendResult:
+        with _lock:
+            failure = _failures.pop(0) if _failures else None
+        if failure is not None:
+            raise failure
+        code = sms.code
+        returned = ""
+        if self.mode in ("returns_code", "verifies_code"):
+            code = generate_code(self.code_length)
+            returned = code if self.mode == "returns_code" else ""
+        message_id = uuid.uuid4().hex
+        text = sms.text if self.mode == "text" else f"Your code: {code}"
+        with _lock:
+            if self.mode == "verifies_code":
+                _provider_codes[sms.to] = code
+            outbox.append(
+                SentSms(
+                    alias=self.alias,
+                    to=sms.to,
+                    text=text,
+                    code=code,
+                    message_id=message_id,
+                    purpose=sms.purpose,
+                    in_transaction=_in_transaction(),
+                )
+            )
+        return SendResult(message_id=message_id, status=SENT, returned_code=returned)
+
+    def check_code(self, *, phone: str, code: str, message_id: str = "") -> bool:
+        if self.mode != "verifies_code":
+            return super().check_code(phone=phone, code=code, message_id=message_id)
+        with _lock:
+            failure = _failures.pop(0) if _failures else None
+            if failure is not None:
+                raise failure
+            # One-time, as real provider-side checks are.
+            if _provider_codes.get(phone) == code:
+                del _provider_codes[phone]
+                return True
+            return False

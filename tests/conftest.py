@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from django_sms2fa.providers import locmem, reset_providers
+
+
+@pytest.fixture(autouse=True)
+def _clean_providers():
+    """Every test starts with an empty locmem outbox and fresh provider instances."""
+    locmem.reset()
+    reset_providers()
+    yield
+    locmem.reset()
+    reset_providers()
+
+
+@pytest.fixture
+def outbox() -> list[locmem.SentSms]:
+    return locmem.outbox
+
+
+@pytest.fixture
+def user(db, django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="correct horse")
+
+
+@pytest.fixture
+def other_user(db, django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="battery staple")
+
+
+@pytest.fixture
+def sms2fa_settings(settings):
+    """Change SMS2FA keys for one test: ``sms2fa_settings(CODE_LENGTH=8)``."""
+
+    def apply(**changes):
+        settings.SMS2FA = {**settings.SMS2FA, **changes}
+        return settings.SMS2FA
+
+    return apply
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def pytest_collection_modifyitems(config, items):
+    # Concurrency tests attack row-level races. SQLite has no row locks: it
+    # serialises every writer behind one database lock, so the race under test
+    # cannot happen there and threads would only see "database is locked".
+    if connection.settings_dict["ENGINE"].endswith("postgresql"):
+        return
+    skip = pytest.mark.skip(
+        reason="row-level concurrency needs PostgreSQL (SQLite serialises all writers); "
+        "run with SMS2FA_TEST_DB=postgres"
+    )
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,79 @@
+"""Settings for the test suite.
+
+``SMS2FA_TEST_DB`` picks the database: ``sqlite`` (default) or ``postgres``
+(``SMS2FA_PG_HOST``/``PORT``/``USER``/``PASSWORD``/``NAME``, default a local
+server with the ``postgres`` user and trust auth).
+"""
+
+import os
+
+SECRET_KEY = "tests-only-secret-key-not-for-production"
+DEBUG = False
+USE_TZ = True
+ROOT_URLCONF = "tests.urls"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_otp",
+    "django_sms2fa",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+TEST_DB = os.environ.get("SMS2FA_TEST_DB", "sqlite")
+if TEST_DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("SMS2FA_PG_NAME", "sms2fa"),
+            "USER": os.environ.get("SMS2FA_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("SMS2FA_PG_PASSWORD", ""),
+            "HOST": os.environ.get("SMS2FA_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("SMS2FA_PG_PORT", "5432"),
+        }
+    }
+elif TEST_DB == "sqlite":
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+else:
+    raise RuntimeError(f"SMS2FA_TEST_DB must be 'sqlite' or 'postgres', not {TEST_DB!r}")
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+
+SMS2FA = {
+    "PROVIDERS": {"default": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"}},
+    "DEFAULT_REGION": "SE",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"django_sms2fa": {"level": "DEBUG"}},
+}
