@@ -97,8 +97,7 @@ def _check_providers() -> list[checks.CheckMessage]:
         if not (caps.takes_our_code(length) or caps.returns_code or caps.verifies_code):
             errors.append(
                 checks.Error(
-                    f"SMS provider {alias!r} can neither take a {length}-digit code nor "
-                    "make one.",
+                    f"SMS provider {alias!r} can neither take a {length}-digit code nor make one.",
                     id="sms2fa.E002",
                 )
             )

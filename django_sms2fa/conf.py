@@ -144,9 +144,7 @@ class Sms2faSettings:
             return None
         import phonenumbers  # local: keeps conf cheap to import
 
-        if not isinstance(region, str) or region.upper() not in (
-            phonenumbers.SUPPORTED_REGIONS
-        ):
+        if not isinstance(region, str) or region.upper() not in (phonenumbers.SUPPORTED_REGIONS):
             raise Sms2faConfigurationError(
                 f"SMS2FA['DEFAULT_REGION'] must be an ISO 3166 region code, not {region!r}.",
                 check_id="sms2fa.E006",

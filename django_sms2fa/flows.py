@@ -122,9 +122,7 @@ def request_challenge(
     alias, provider = chain[0]
     code = _arm(challenge, alias, provider)
     challenge.save(force_insert=True)
-    logger.info(
-        "sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164)
-    )
+    logger.info("sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164))
     _send_signal(signals.challenge_requested, challenge=challenge)
     _deliver_now_or_on_commit(challenge, chain, code, language)
     return challenge
@@ -390,9 +388,7 @@ def _deliver(
             code = _arm(challenge, alias, provider)
             rearmed = Challenge.objects.filter(
                 pk=challenge.pk, status=ChallengeStatus.PENDING, code_hash=previous_hash
-            ).update(
-                code_hash=challenge.code_hash, checked_by=challenge.checked_by, provider=alias
-            )
+            ).update(code_hash=challenge.code_hash, checked_by=challenge.checked_by, provider=alias)
             if not rearmed:
                 return  # closed or resent meanwhile: nothing more to send
         text, masked = _render(challenge, code, language)
@@ -495,9 +491,7 @@ def _record_failure(challenge: Challenge, alias: str, error: Exception, text: st
         text_masked=text,
         created_at=now,
     )
-    logger.warning(
-        "sms2fa: provider %s did not take challenge %s (%s)", alias, challenge.pk, code
-    )
+    logger.warning("sms2fa: provider %s did not take challenge %s (%s)", alias, challenge.pk, code)
     _send_signal(signals.message_failed, sender=Message, message=message, error=error)
 
 

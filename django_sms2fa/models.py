@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django_otp.models import Device, TimestampMixin
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
-from django_otp.models import Device, TimestampMixin
 
 from . import types
 from .phones import mask_phone

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from django.db import connection
 
 from django_sms2fa.providers import locmem, reset_providers

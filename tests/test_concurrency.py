@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+
 from django.db import connection
 
 from django_sms2fa import flows
@@ -83,7 +84,7 @@ def test_fifty_right_answers_at_once_make_exactly_one_success(pool, outbox, caps
     for round_no in range(RIGHT_CODE_ROUNDS):
         challenge = flows.request_challenge(phone="+46701234567", purpose="login")
         code = outbox[-1].code
-        results = pool.race(lambda: flows.verify_challenge(challenge.pk, code))
+        results = pool.race(lambda pk=challenge.pk, code=code: flows.verify_challenge(pk, code))
         totals.update(results)
         assert results["ok"] == 1, f"round {round_no}: {results}"
         assert set(results) <= {"ok", "challenge_used", "too_many_attempts"}, results
@@ -103,7 +104,7 @@ def test_fifty_wrong_guesses_at_once_evaluate_exactly_the_limit(pool, outbox, ca
         challenge = flows.request_challenge(phone="+46701234567", purpose="login")
         code = outbox[-1].code
         guess = "".join(str((int(d) + 1) % 10) for d in code)
-        results = pool.race(lambda: flows.verify_challenge(challenge.pk, guess))
+        results = pool.race(lambda pk=challenge.pk, guess=guess: flows.verify_challenge(pk, guess))
         totals.update(results)
         assert results == Counter({"incorrect_code": 5, "too_many_attempts": 45}), (
             f"round {round_no}: {results}"
@@ -117,7 +118,8 @@ def test_fifty_wrong_guesses_at_once_evaluate_exactly_the_limit(pool, outbox, ca
     with capsys.disabled():
         print(
             f"\n[race] wrong code: {WRONG_CODE_ROUNDS} rounds x {THREADS} threads -> "
-            f"{dict(totals)}; evaluated over the limit: {totals['incorrect_code'] - 5 * WRONG_CODE_ROUNDS}"
+            f"{dict(totals)}; evaluated over the limit: "
+            f"{totals['incorrect_code'] - 5 * WRONG_CODE_ROUNDS}"
         )
 
 
@@ -130,10 +132,10 @@ def test_right_and_wrong_answers_mixed(pool, outbox):
         turn = iter(range(THREADS))
         lock = threading.Lock()
 
-        def attempt():
+        def attempt(turn=turn, lock=lock, pk=challenge.pk, code=code, guess=guess):
             with lock:
                 mine = next(turn)
-            return flows.verify_challenge(challenge.pk, code if mine % 2 else guess)
+            return flows.verify_challenge(pk, code if mine % 2 else guess)
 
         results = pool.race(attempt)
         assert results["ok"] <= 1

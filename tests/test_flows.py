@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone

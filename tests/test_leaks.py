@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from django.db import connection
 
 from django_sms2fa import flows
@@ -57,7 +58,9 @@ def test_nothing_secret_escapes_a_full_life(secret_provider, outbox, user, caplo
     flows.resend_challenge(challenge.pk)
     for _ in range(2):
         try:
-            flows.verify_challenge(challenge.pk, "000000" if outbox[-1].code != "000000" else "1" * 6)
+            flows.verify_challenge(
+                challenge.pk, "000000" if outbox[-1].code != "000000" else "1" * 6
+            )
         except IncorrectCode as err:
             raised.append(err)
     flows.verify_challenge(challenge.pk, outbox[-1].code)
@@ -113,10 +116,17 @@ def test_values_passed_to_providers_hide_the_code_in_repr():
     result = SendResult(message_id="m1", returned_code="771234", raw={"code": "771234"})
     assert "482913" not in repr(sms)
     assert "771234" not in repr(result)
-    assert "482913" not in repr(outbox_entry := locmem.SentSms(
-        alias="a", to="+1", text="482913", code="482913", message_id="x", purpose="login",
-        in_transaction=False,
-    )), outbox_entry
+    assert "482913" not in repr(
+        outbox_entry := locmem.SentSms(
+            alias="a",
+            to="+1",
+            text="482913",
+            code="482913",
+            message_id="x",
+            purpose="login",
+            in_transaction=False,
+        )
+    ), outbox_entry
 
 
 def test_provider_repr_hides_its_options(secret_provider):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user, match_token
 from django_otp.forms import OTPTokenForm
+
+from django.urls import reverse
 
 from django_sms2fa.models import Challenge, ChallengeStatus, PhoneDevice, Purpose
 
@@ -74,9 +75,7 @@ def test_devices_for_user_and_match_token(device, outbox, staff):
 
 def test_otp_token_form(device, outbox, staff, django_capture_on_commit_callbacks):
     """django-otp's own form, which wraps generate_challenge() in a transaction."""
-    form = OTPTokenForm(
-        staff, data={"otp_device": device.persistent_id, "otp_challenge": "1"}
-    )
+    form = OTPTokenForm(staff, data={"otp_device": device.persistent_id, "otp_challenge": "1"})
     with django_capture_on_commit_callbacks(execute=True):
         assert not form.is_valid()
     assert "sent by SMS" in str(form.errors)
@@ -138,6 +137,7 @@ def test_otp_required_needs_a_verified_phone(client, device, outbox, staff):
     assert response.status_code == 302  # logged in, but no second factor
 
     from django_otp import login as otp_login
+
     from django.test import RequestFactory
 
     device.generate_challenge()

@@ -1,7 +1,8 @@
-from django.http import HttpResponse
-from django.urls import path
 from django_otp.admin import OTPAdminSite
 from django_otp.decorators import otp_required
+
+from django.http import HttpResponse
+from django.urls import path
 
 otp_admin_site = OTPAdminSite(name="otpadmin")
 

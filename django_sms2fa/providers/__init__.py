@@ -36,8 +36,7 @@ def build_provider(alias: str) -> BaseProvider:
         cls = import_string(path)
     except ImportError as err:
         raise Sms2faConfigurationError(
-            f"SMS2FA['PROVIDERS'][{alias!r}]['BACKEND'] = {path!r} could not be "
-            f"imported: {err}",
+            f"SMS2FA['PROVIDERS'][{alias!r}]['BACKEND'] = {path!r} could not be imported: {err}",
             check_id="sms2fa.E002",
         ) from err
     if not (isinstance(cls, type) and issubclass(cls, BaseProvider)):

@@ -1,0 +1,129 @@
+"""Settings for the django-sms2fa example site.
+
+Everything has a working default: no environment variables are needed to run
+it on SQLite with the console SMS provider (codes are printed in the terminal
+that runs the server).
+
+Optional environment variables:
+
+* ``EXAMPLE_DEBUG=0``        turn DEBUG off (it is on by default).
+* ``DJANGO_SECRET_KEY``      replace the fixed development key below.
+* ``EXAMPLE_ALLOWED_HOSTS``  comma-separated host names (default: local ones).
+
+This is a development example, not a production configuration.
+"""
+
+import os
+from pathlib import Path
+
+# example_project/
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# DEVELOPMENT ONLY. This key is public (it is in the repository): never use it
+# for a site anyone else can reach. Set DJANGO_SECRET_KEY to override it.
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY",
+    "django-insecure-sms2fa-example-DEV-ONLY-do-not-use-in-production",
+)
+
+DEBUG = os.environ.get("EXAMPLE_DEBUG", "1").strip().lower() not in {"0", "false", "no", "off"}
+
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("EXAMPLE_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_sms2fa",
+    "example",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Must come after AuthenticationMiddleware: it adds request.user.is_verified().
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example.urls"
+WSGI_APPLICATION = "example.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
+    }
+}
+
+# Local memory is fine for one development process. In production the limit
+# counters need a cache shared by every process (see SMS2FA["CACHE"]).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+# Where @otp_required sends a user who has not passed a second factor yet:
+# the OTP admin login asks for the password and then for the SMS code.
+OTP_LOGIN_URL = "/otp-admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-sms2fa: the console provider prints each SMS (code included) to the
+# server's standard output. Development only: `manage.py check` warns
+# (sms2fa.W001) if it is used with DEBUG off.
+SMS2FA = {
+    "PROVIDERS": {"default": {"BACKEND": "django_sms2fa.providers.console.ConsoleProvider"}},
+    "DEFAULT_REGION": "SE",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"simple": {"format": "{levelname} {name}: {message}", "style": "{"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "simple"}},
+    "loggers": {
+        "django_sms2fa": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
