@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
-from django.template import TemplateDoesNotExist
+from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import get_template
 
 from .conf import app_settings
@@ -41,12 +41,22 @@ _PER_PROCESS_CACHES = (
 )
 
 
-def _read(getter: Callable[[], Any], errors: list[checks.CheckMessage]) -> Any:
+def _read(getter: Callable[[], Any], errors: list[checks.CheckMessage], *, what: str = "") -> Any:
     try:
         return getter()
     except Sms2faConfigurationError as err:
-        errors.append(checks.Error(str(err.args[0]), id=err.check_id))
-        return None
+        errors.append(checks.Error(err.bare_message, id=err.check_id))
+    except Exception as err:
+        # A provider constructor or backend module failing in its own way. Its
+        # text may quote option values (secrets), so only the type is shown.
+        errors.append(
+            checks.Error(
+                f"{what or 'SMS2FA'} failed with {type(err).__name__}.",
+                hint="Build it in a shell to see the full error.",
+                id="sms2fa.E002",
+            )
+        )
+    return None
 
 
 @checks.register(checks.Tags.security, "sms2fa")
@@ -74,6 +84,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     f"SMS2FA['SMS_TEMPLATE'] = {template!r} does not exist.", id="sms2fa.E001"
                 )
             )
+        except TemplateSyntaxError as err:
+            errors.append(
+                checks.Error(
+                    f"SMS2FA['SMS_TEMPLATE'] = {template!r} does not compile: {err}",
+                    id="sms2fa.E001",
+                )
+            )
     errors.extend(_check_providers())
     errors.extend(_check_limits_cache())
     return errors
@@ -90,7 +107,11 @@ def _check_providers() -> list[checks.CheckMessage]:
     _read(lambda: app_settings.FALLBACKS, errors)
     length = _read(lambda: app_settings.CODE_LENGTH, []) or 6
     for alias in providers:
-        provider = _read(lambda alias=alias: build_provider(alias), errors)
+        provider = _read(
+            lambda alias=alias: build_provider(alias),
+            errors,
+            what=f"Building SMS provider {alias!r}",
+        )
         if provider is None:
             continue
         caps = provider.capabilities

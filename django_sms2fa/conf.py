@@ -108,7 +108,7 @@ class Sms2faSettings:
                 "SMS2FA['ROUTES'] must be a dict.", check_id="sms2fa.E002"
             )
         for region, alias in routes.items():
-            if alias not in providers:
+            if not isinstance(alias, str) or alias not in providers:
                 raise Sms2faConfigurationError(
                     f"SMS2FA['ROUTES'][{region!r}] names an unknown provider {alias!r}.",
                     check_id="sms2fa.E002",
@@ -129,7 +129,7 @@ class Sms2faSettings:
                 check_id="sms2fa.E002",
             )
         for alias in fallbacks:
-            if alias not in providers:
+            if not isinstance(alias, str) or alias not in providers:
                 raise Sms2faConfigurationError(
                     f"SMS2FA['FALLBACKS'] names an unknown provider {alias!r}.",
                     check_id="sms2fa.E002",
@@ -211,7 +211,7 @@ class Sms2faSettings:
         production; the local-memory cache is per process.
         """
         alias = self._get("CACHE", "default")
-        if alias not in settings.CACHES:
+        if not isinstance(alias, str) or alias not in settings.CACHES:
             raise Sms2faConfigurationError(
                 f"SMS2FA['CACHE'] names {alias!r}, which is not in settings.CACHES.",
                 check_id="sms2fa.E007",

@@ -27,6 +27,7 @@ class Sms2faConfigurationError(ImproperlyConfigured):
 
     def __init__(self, message: str, *, check_id: str = "sms2fa.E001") -> None:
         self.check_id = check_id
+        self.bare_message = message
         super().__init__(f"{message} ({check_id})")
 
 

@@ -6,6 +6,8 @@ All limits and look-ups key on the E.164 form, so ``+46 70-123 45 67`` and
 
 from __future__ import annotations
 
+import unicodedata
+
 import phonenumbers
 
 from .exceptions import InvalidPhone
@@ -20,14 +22,16 @@ def normalize_phone(raw: object, region: str | None = None) -> str:
     ``region`` (e.g. ``"SE"``) is assumed for numbers typed without a country
     code. Full-width digits are understood (``phonenumbers`` maps them); control
     characters such as NUL, and anything that is not a valid number for its
-    region, are refused.
+    region, are refused; so are control and format characters (NUL, C1 controls,
+    zero-width and bidi marks) anywhere in the input.
     """
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or len(raw) > MAX_INPUT_LENGTH:
         raise InvalidPhone()
-    text = raw.strip()
-    if not text or len(text) > MAX_INPUT_LENGTH:
-        raise InvalidPhone()
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    # Control (Cc) and format (Cf: zero-width, bidi overrides) characters are
+    # refused wherever they stand, before strip() could quietly drop some of
+    # them; ordinary surrounding spaces, tabs and line breaks are forgiven.
+    text = raw.strip(" \t\r\n")
+    if not text or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
         raise InvalidPhone()
     try:
         number = phonenumbers.parse(text, region)

@@ -608,3 +608,37 @@ def test_a_failing_receiver_does_not_silence_the_others(outbox):
         signals.challenge_requested.disconnect(broken)
         signals.challenge_requested.disconnect(listener)
     assert len(heard) == 1
+
+
+def test_pending_codes_survive_a_secret_key_rotation(outbox, settings):
+    settings.SECRET_KEY = "key-before-the-deploy"
+    before = request()
+    settings.SECRET_KEY = "key-after-the-deploy"
+    settings.SECRET_KEY_FALLBACKS = ["key-before-the-deploy"]
+    flows.verify_challenge(before.pk, outbox[0].code)
+    # Once the old key is dropped, codes hashed under it no longer verify.
+    dropped = request()
+    settings.SECRET_KEY = "a-third-key"
+    settings.SECRET_KEY_FALLBACKS = []
+    with pytest.raises(IncorrectCode):
+        flows.verify_challenge(dropped.pk, outbox[1].code)
+
+
+def test_a_provider_that_cannot_check_a_code_uses_the_attempt(outbox, sms2fa_settings):
+    sms2fa_settings(
+        PROVIDERS={
+            "default": {
+                "BACKEND": "django_sms2fa.providers.locmem.LocmemProvider",
+                "OPTIONS": {"mode": "verifies_code"},
+            }
+        },
+        MAX_ATTEMPTS=1,
+    )
+    challenge = request()
+    locmem.fail_next(ProviderUnavailable(provider_text="check endpoint down"))
+    with pytest.raises(ProviderUnavailable):
+        flows.verify_challenge(challenge.pk, outbox[0].code)
+    stored = fresh(challenge)
+    assert (stored.attempts, stored.wrong_attempts) == (1, 1)
+    # The only attempt is gone, so the challenge is closed rather than left hanging.
+    assert stored.status == ChallengeStatus.FAILED

@@ -84,7 +84,7 @@ class LocmemProvider(BaseProvider):
         super().__init__(alias=alias, **options)
         if mode not in MODES:
             raise Sms2faConfigurationError(
-                f"LocmemProvider mode must be one of {sorted(MODES)}, not {mode!r}.",
+                f"LocmemProvider's mode option must be one of {sorted(MODES)}.",
                 check_id="sms2fa.E002",
             )
         self.mode = mode
