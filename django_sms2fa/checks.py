@@ -16,6 +16,8 @@ W001       the ``console`` provider (prints codes) with ``DEBUG = False``
 W002       limit counters in a per-process cache (local memory, dummy) with
            ``DEBUG = False``: limits would not hold across processes
 W003       an ``SMS2FA`` key that no setting reads (a typo?)
+W004       a provider that can only carry codes shorter than ``CODE_LENGTH``
+           (telefon-ip: 4 digits), so its codes are shorter
 ========== ==================================================================
 
 Each check reads the setting through :mod:`django_sms2fa.conf`, the same code
@@ -120,6 +122,22 @@ def _check_providers() -> list[checks.CheckMessage]:
                 checks.Error(
                     f"SMS provider {alias!r} can neither take a {length}-digit code nor make one.",
                     id="sms2fa.E002",
+                )
+            )
+        if (
+            caps.max_code_length is not None
+            and caps.max_code_length < length
+            and caps.returns_code
+            and not caps.delivers_text
+        ):
+            errors.append(
+                checks.Warning(
+                    f"SMS provider {alias!r} takes codes of at most {caps.max_code_length} "
+                    f"characters, so it makes its own {caps.max_code_length}-digit codes "
+                    f"instead of {length}-digit ones.",
+                    hint="Shorter codes are easier to guess; prefer another provider where "
+                    "you can.",
+                    id="sms2fa.W004",
                 )
             )
         if provider.provider_name == "Console" and not settings.DEBUG:

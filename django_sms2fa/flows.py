@@ -51,6 +51,7 @@ from .exceptions import (
     DeliveryFailed,
     IncorrectCode,
     ProviderError,
+    ProviderUnavailable,
     Sms2faConfigurationError,
     Sms2faError,
     TooManyAttempts,
@@ -145,7 +146,7 @@ def resend_challenge(
         ChallengeExpired, ChallengeUndeliverable: the challenge is closed.
     :raises DeliveryFailed: as for :func:`request_challenge`.
     """
-    challenge = _load(challenge_id, user=user, purpose=purpose)
+    challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True)
     if not challenge.is_pending:
         raise _closed_error(challenge)
     chain = _provider_chain(challenge.phone)
@@ -380,6 +381,7 @@ def _deliver(
 ) -> None:
     """Hand the SMS to the chain's providers in turn until one takes it."""
     last_error: Exception | None = None
+    chain = _serviceable(chain, chain[0][1])
     for index, (alias, provider) in enumerate(chain):
         if index > 0:
             # Failover: the next provider may work in another mode, so the
@@ -399,6 +401,9 @@ def _deliver(
             purpose=challenge.purpose,
             reference=str(challenge.pk),
             language=language or "",
+            code_length=app_settings.CODE_LENGTH,
+            ttl=max(int((challenge.expires_at - timezone.now()).total_seconds()), 1),
+            username=challenge.user.get_username() if challenge.user_id else "",
         )
         text_kept = masked if provider.capabilities.delivers_text and code else ""
         try:
@@ -411,6 +416,10 @@ def _deliver(
                 # and charge twice, so stop here and leave the challenge open.
                 if code:
                     return
+                break
+            if not isinstance(err, ProviderUnavailable):
+                # A permanent refusal (bad number, blocked account) would only
+                # be refused again elsewhere: fail over on transient errors only.
                 break
             continue
         except Exception as err:  # a bug or an unwrapped transport error
@@ -427,6 +436,28 @@ def _deliver(
         return
     _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
     raise DeliveryFailed(challenge_id=str(challenge.pk)) from last_error
+
+
+def _serviceable(
+    chain: list[tuple[str, BaseProvider]], first: BaseProvider
+) -> list[tuple[str, BaseProvider]]:
+    """The chain without fallbacks that cannot serve a challenge armed for ``first``.
+
+    A challenge that only the provider can check (iP1) is never handed to a
+    provider that cannot check codes itself; otherwise any provider that can
+    get a code to the phone (ours or its own) will do.
+    """
+    length = app_settings.CODE_LENGTH
+    first_caps = first.capabilities
+    provider_checked = not (first_caps.takes_our_code(length) or first_caps.returns_code)
+
+    def serves(provider: BaseProvider) -> bool:
+        caps = provider.capabilities
+        if provider_checked:
+            return caps.verifies_code and not (caps.takes_our_code(length) or caps.returns_code)
+        return caps.takes_our_code(length) or caps.returns_code
+
+    return [chain[0], *[(alias, p) for alias, p in chain[1:] if serves(p)]]
 
 
 def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str, str]:
@@ -496,13 +527,18 @@ def _record_failure(challenge: Challenge, alias: str, error: Exception, text: st
 
 
 def _load(
-    challenge_id: Any, *, user: Any = None, purpose: str | Iterable[str] | None = None
+    challenge_id: Any,
+    *,
+    user: Any = None,
+    purpose: str | Iterable[str] | None = None,
+    with_user: bool = False,
 ) -> Challenge:
     try:
         pk = challenge_id if isinstance(challenge_id, uuid.UUID) else uuid.UUID(str(challenge_id))
     except (ValueError, TypeError, AttributeError) as err:
         raise ChallengeNotFound() from err
-    challenge = Challenge.objects.filter(pk=pk).first()
+    query = Challenge.objects.select_related("user") if with_user else Challenge.objects
+    challenge = query.filter(pk=pk).first()
     if challenge is None:
         raise ChallengeNotFound()
     if user is not None and challenge.user_id != getattr(user, "pk", None):

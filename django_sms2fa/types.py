@@ -49,7 +49,10 @@ class OutgoingSms:
 
     ``to`` is E.164 (``+46701234567``); providers reformat it as their API wants.
     ``text`` is the full message and ``code`` the code alone (for providers that
-    take only the code). ``code`` is empty when the provider makes the code.
+    take only the code). ``code`` is empty when the provider makes the code;
+    ``code_length`` and ``ttl`` (seconds) then tell it what to make.
+    ``username`` is the user's username where there is a user (AxelNAC maps it
+    to a guest account).
     """
 
     to: str
@@ -58,6 +61,9 @@ class OutgoingSms:
     purpose: str = ""
     reference: str = ""  # our challenge id, for providers that echo a reference
     language: str = ""
+    code_length: int = 6
+    ttl: int = 300
+    username: str = ""
 
 
 @dataclass

@@ -6,6 +6,8 @@ from django.db import connection
 
 from django_sms2fa.providers import locmem, reset_providers
 
+from .http_support import LoopbackServer
+
 
 @pytest.fixture(autouse=True)
 def _clean_providers():
@@ -41,6 +43,14 @@ def sms2fa_settings(settings):
         return settings.SMS2FA
 
     return apply
+
+
+@pytest.fixture
+def loopback():
+    """A real HTTP server on 127.0.0.1 that records requests and counts connections."""
+    server = LoopbackServer().start()
+    yield server
+    server.stop()
 
 
 def on_postgres() -> bool:

@@ -389,7 +389,7 @@ def test_failover_to_the_next_provider(outbox, sms2fa_settings):
         },
         FALLBACKS=["backup"],
     )
-    locmem.fail_next(ProviderRejected(provider_code="401", provider_text="bad token"))
+    locmem.fail_next(ProviderUnavailable(provider_code="503", provider_text="maintenance"))
     challenge = request()
     assert [sms.alias for sms in outbox] == ["backup"]
     assert list(Message.objects.order_by("id").values_list("provider", "status")) == [
@@ -642,3 +642,61 @@ def test_a_provider_that_cannot_check_a_code_uses_the_attempt(outbox, sms2fa_set
     assert (stored.attempts, stored.wrong_attempts) == (1, 1)
     # The only attempt is gone, so the challenge is closed rather than left hanging.
     assert stored.status == ChallengeStatus.FAILED
+
+
+TWO_LOCMEMS = {
+    "default": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"},
+    "backup": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"},
+}
+
+
+def test_a_permanent_refusal_is_not_passed_on(outbox, sms2fa_settings):
+    sms2fa_settings(PROVIDERS=TWO_LOCMEMS, FALLBACKS=["backup"])
+    locmem.fail_next(ProviderRejected(provider_code="2001", provider_text="bad phone number"))
+    with pytest.raises(DeliveryFailed):
+        request()
+    assert outbox == []
+    assert list(Message.objects.values_list("provider", "status")) == [("default", "failed")]
+
+
+def test_a_provider_checked_challenge_only_fails_over_to_a_checking_provider(
+    outbox, sms2fa_settings
+):
+    sms2fa_settings(
+        PROVIDERS={
+            "default": {
+                "BACKEND": "django_sms2fa.providers.locmem.LocmemProvider",
+                "OPTIONS": {"mode": "verifies_code"},
+            },
+            "texter": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"},
+            "checker": {
+                "BACKEND": "django_sms2fa.providers.locmem.LocmemProvider",
+                "OPTIONS": {"mode": "verifies_code"},
+            },
+        },
+        FALLBACKS=["texter", "checker"],
+    )
+    locmem.fail_next(ProviderUnavailable(provider_text="down"))
+    challenge = request()
+    assert [sms.alias for sms in outbox] == ["checker"]
+    stored = fresh(challenge)
+    assert (stored.provider, stored.checked_by) == ("checker", CheckedBy.PROVIDER)
+    flows.verify_challenge(challenge.pk, outbox[0].code)
+
+
+def test_providers_learn_the_code_length_lifetime_and_username(outbox, user, sms2fa_settings):
+    seen = []
+
+    class Spy(locmem.LocmemProvider):
+        def _send(self, sms):
+            seen.append(sms)
+            return super()._send(sms)
+
+    import sys
+
+    sys.modules[__name__].Spy = Spy
+    sms2fa_settings(PROVIDERS={"default": {"BACKEND": f"{__name__}.Spy"}}, CODE_LENGTH=7)
+    challenge = request(user=user)
+    flows.resend_challenge(challenge.pk)
+    assert [(s.code_length, s.username) for s in seen] == [(7, "alice"), (7, "alice")]
+    assert all(295 <= s.ttl <= 300 for s in seen)
