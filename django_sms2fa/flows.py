@@ -38,6 +38,7 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 
 from . import signals
 from .codes import clean_submitted_code, code_matches, generate_code, hash_code
@@ -266,6 +267,65 @@ def cancel_challenge(
     """
     challenge = _load(challenge_id, user=user, purpose=purpose)
     return _close(challenge, ChallengeStatus.CANCELLED, timezone.now())
+
+
+def send_test_sms(
+    *, phone: str, alias: str | None = None, username: str = "", language: str | None = None
+) -> Message:
+    """Send one test SMS through a provider and record it (no challenge).
+
+    :param alias: the provider to use; default: the one ``ROUTES`` picks.
+    :param username: passed to providers that address users (AxelNAC).
+    :returns: the recorded :class:`Message` (status ``sent`` or as reported).
+    :raises InvalidPhone: the number is not valid.
+    :raises ProviderError: the provider did not take it (also recorded).
+    """
+    e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
+    alias = alias or _provider_chain(e164)[0][0]
+    provider = get_provider(alias)
+    caps = provider.capabilities
+    length = min(app_settings.CODE_LENGTH, caps.max_code_length or app_settings.CODE_LENGTH)
+    # A provider that only carries codes gets a throw-away one; none is kept.
+    code = "" if caps.delivers_text or not caps.takes_our_code(length) else generate_code(length)
+    with translation.override(language or translation.get_language()):
+        text = str(_("This is a test message from django-sms2fa."))
+    sms = OutgoingSms(
+        to=e164,
+        text=text,
+        code=code,
+        purpose="test",
+        code_length=length,
+        ttl=app_settings.CODE_LIFETIME,
+        username=username,
+    )
+    now = timezone.now()
+    try:
+        result = provider.send(sms)
+    except ProviderError as err:
+        message = Message.objects.create(
+            phone=e164,
+            provider=alias,
+            status=UNKNOWN if err.may_have_sent else FAILED,
+            error_code=(err.provider_code or err.code)[:64],
+            error_text=err.provider_text[:500],
+            text_masked=text if caps.delivers_text else "",
+            created_at=now,
+        )
+        _send_signal(signals.message_failed, sender=Message, message=message, error=err)
+        raise
+    message = Message.objects.create(
+        phone=e164,
+        provider=alias,
+        provider_message_id=str(result.message_id)[:128],
+        status=result.status,
+        provider_status=str(result.provider_status)[:64],
+        text_masked=text if caps.delivers_text else "",
+        created_at=now,
+        sent_at=now,
+        latency_ms=result.latency_ms,
+    )
+    _send_signal(signals.message_sent, sender=Message, message=message)
+    return message
 
 
 # -------------------------------------------------------------------- internals
