@@ -164,9 +164,18 @@ class ProviderError(Sms2faError):
 
 
 class ProviderRejected(ProviderError):
-    """A permanent refusal: bad number, blocked account, bad credentials."""
+    """A permanent refusal: bad number, blocked account, bad credentials.
+
+    ``failover`` is true when the refusal is about this provider, not about the
+    message (bad credentials, no sending device, a used-up quota): another
+    provider may well take the same SMS, so the flows try the fallbacks.
+    """
 
     code = "provider_rejected"
+
+    def __init__(self, message: Any = None, *, failover: bool = False, **kwargs: Any) -> None:
+        self.failover = failover
+        super().__init__(message, **kwargs)
 
 
 class ProviderUnavailable(ProviderError):

@@ -477,9 +477,10 @@ def _deliver(
                 if code:
                     return
                 break
-            if not isinstance(err, ProviderUnavailable):
-                # A permanent refusal (bad number, blocked account) would only
-                # be refused again elsewhere: fail over on transient errors only.
+            if not (isinstance(err, ProviderUnavailable) or getattr(err, "failover", False)):
+                # A refusal of the message itself (bad number) would only be
+                # refused again elsewhere. Transient failures, and refusals
+                # about the provider (credentials, quota), go to the fallbacks.
                 break
             continue
         except Exception as err:  # a bug or an unwrapped transport error

@@ -700,3 +700,12 @@ def test_providers_learn_the_code_length_lifetime_and_username(outbox, user, sms
     flows.resend_challenge(challenge.pk)
     assert [(s.code_length, s.username) for s in seen] == [(7, "alice"), (7, "alice")]
     assert all(295 <= s.ttl <= 300 for s in seen)
+
+
+def test_a_refusal_about_the_provider_itself_fails_over(outbox, sms2fa_settings):
+    """Bad credentials at one provider say nothing about the message: try the next."""
+    sms2fa_settings(PROVIDERS=TWO_LOCMEMS, FALLBACKS=["backup"])
+    locmem.fail_next(ProviderRejected(provider_code="auth", provider_text="401", failover=True))
+    challenge = request()
+    assert [sms.alias for sms in outbox] == ["backup"]
+    flows.verify_challenge(challenge.pk, outbox[0].code)

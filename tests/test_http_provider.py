@@ -259,3 +259,28 @@ def test_timeouts_are_passed_to_requests():
     responses.add_callback(responses.POST, f"https://sms.example.com/{TOKEN}/send", callback)
     provider("https://sms.example.com", connect_timeout=2, read_timeout=9).send(SMS)
     assert seen["timeout"] == (2.0, 9.0)
+
+
+@pytest.mark.parametrize("bad_token", ["line\r\nInjected: 1", "токен-не-latin1"])
+def test_a_request_that_cannot_be_built_is_refused_without_sending(loopback, bad_token):
+    class HeaderTokenProvider(HttpProvider):
+        def _send(self, sms):
+            self.call("POST", "/send", headers={"Authorization": f"Bearer {bad_token}"})
+            return SendResult(message_id="never")
+
+    with pytest.raises(ProviderRejected) as err:
+        HeaderTokenProvider(base_url=loopback.url).send(SMS)
+    assert err.value.provider_code == "bad_request_setup"
+    assert err.value.may_have_sent is False and err.value.failover is True
+    assert loopback.requests == []
+
+
+def test_credential_refusals_allow_failover(loopback):
+    loopback.respond(401, {"error": "bad token"})
+    loopback.respond(400, {"error": "bad number"})
+    client = provider(loopback.url)
+    with pytest.raises(ProviderRejected) as auth:
+        client.send(SMS)
+    with pytest.raises(ProviderRejected) as number:
+        client.send(SMS)
+    assert (auth.value.failover, number.value.failover) == (True, False)

@@ -250,6 +250,15 @@ class HttpProvider(BaseProvider):
         except requests.ConnectionError as err:
             code, sent = _classify_connection_error(err)
             raise self._unavailable(code, err, may_have_sent=sent) from None
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeError):
+            # Our own request could not be built (a credential with a line
+            # break or non-Latin-1 text in a header): nothing left this process.
+            raise ProviderRejected(
+                provider=self.alias,
+                provider_code="bad_request_setup",
+                provider_text="the request could not be built; check the provider's options",
+                failover=True,
+            ) from None
         except requests.RequestException as err:
             raise self._unavailable("request_error", err, may_have_sent=True) from None
         try:
@@ -310,15 +319,24 @@ class HttpProvider(BaseProvider):
                 retry_after=answer.retry_after,
             )
         return ProviderRejected(
-            provider=self.alias, provider_code=code, provider_text=text, http_status=answer.status
+            provider=self.alias,
+            provider_code=code,
+            provider_text=text,
+            http_status=answer.status,
+            # Credentials refused: our configuration, not the message.
+            failover=answer.status in (401, 403) or code == "auth",
         )
 
-    def rejected(self, answer: HttpAnswer | None, code: str, text: str) -> ProviderRejected:
+    def rejected(
+        self, answer: HttpAnswer | None, code: str, text: str, *, failover: bool | None = None
+    ) -> ProviderRejected:
+        """A permanent refusal; ``failover`` defaults to true for ``code == "auth"``."""
         return ProviderRejected(
             provider=self.alias,
             provider_code=code,
             provider_text=self.redact(text),
             http_status=answer.status if answer else None,
+            failover=(code == "auth") if failover is None else failover,
         )
 
     def malformed(self, answer: HttpAnswer, what: str) -> ProviderUnavailable:
