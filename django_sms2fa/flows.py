@@ -385,8 +385,20 @@ def _hash_for(challenge: Challenge, code: str) -> str:
 def _code_is_right(challenge: Challenge, code: str) -> bool:
     if challenge.checked_by == CheckedBy.PROVIDER:
         # The provider keeps the code; our attempt limit, expiry and single use
-        # still applied above. Autocommit here: no transaction is open.
-        return get_provider(challenge.provider).check_code(phone=challenge.phone, code=code)
+        # still applied above. Autocommit here: no transaction is open. The
+        # provider may hold several live codes for one phone (iP1 keeps up to
+        # five), so the check names the SMS this challenge sent last: a code
+        # from another challenge must not pass.
+        message_id = (
+            Message.objects.filter(challenge=challenge, provider=challenge.provider)
+            .exclude(provider_message_id="")
+            .order_by("-id")
+            .values_list("provider_message_id", flat=True)
+            .first()
+        )
+        return get_provider(challenge.provider).check_code(
+            phone=challenge.phone, code=code, message_id=message_id or ""
+        )
     return code_matches(
         code,
         challenge.code_hash,
@@ -473,8 +485,10 @@ def _deliver(
             _record_failure(challenge, alias, err, text_kept)
             if err.may_have_sent:
                 # The SMS may be on its way: re-sending could deliver two codes
-                # and charge twice, so stop here and leave the challenge open.
-                if code:
+                # and charge twice, so stop here and leave the challenge open
+                # where the code can still be checked: ours, or one the
+                # provider keeps. A code the provider was to return is lost.
+                if code or challenge.checked_by == CheckedBy.PROVIDER:
                     return
                 break
             if not (isinstance(err, ProviderUnavailable) or getattr(err, "failover", False)):

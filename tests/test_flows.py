@@ -709,3 +709,49 @@ def test_a_refusal_about_the_provider_itself_fails_over(outbox, sms2fa_settings)
     challenge = request()
     assert [sms.alias for sms in outbox] == ["backup"]
     flows.verify_challenge(challenge.pk, outbox[0].code)
+
+
+PROVIDER_CHECKED = {
+    "default": {
+        "BACKEND": "django_sms2fa.providers.locmem.LocmemProvider",
+        "OPTIONS": {"mode": "verifies_code"},
+    }
+}
+
+
+def test_a_provider_checked_code_is_bound_to_its_own_sms(outbox, sms2fa_settings):
+    """The provider keeps every live code of a phone; another challenge's code must fail."""
+    sms2fa_settings(PROVIDERS=PROVIDER_CHECKED)
+    first = request()
+    second = request()
+    with pytest.raises(IncorrectCode):
+        flows.verify_challenge(second.pk, outbox[0].code)
+    flows.verify_challenge(second.pk, outbox[1].code)
+    flows.verify_challenge(first.pk, outbox[0].code)
+
+
+def test_a_provider_checked_sms_that_may_have_gone_leaves_the_challenge_open(
+    outbox, sms2fa_settings
+):
+    sms2fa_settings(PROVIDERS=PROVIDER_CHECKED)
+    locmem.fail_next(ProviderUnavailable(provider_code="timeout", may_have_sent=True))
+    challenge = request()
+    assert fresh(challenge).status == ChallengeStatus.PENDING
+    assert Message.objects.get(challenge=challenge).status == "unknown"
+
+
+def test_a_returned_code_lost_in_a_timeout_makes_the_challenge_undeliverable(
+    outbox, sms2fa_settings
+):
+    sms2fa_settings(
+        PROVIDERS={
+            "default": {
+                "BACKEND": "django_sms2fa.providers.locmem.LocmemProvider",
+                "OPTIONS": {"mode": "returns_code"},
+            }
+        }
+    )
+    locmem.fail_next(ProviderUnavailable(provider_code="timeout", may_have_sent=True))
+    with pytest.raises(DeliveryFailed):
+        request()
+    assert Challenge.objects.get().status == ChallengeStatus.UNDELIVERABLE

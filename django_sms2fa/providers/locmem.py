@@ -45,7 +45,8 @@ class SentSms:
 
 outbox: list[SentSms] = []
 _failures: list[ProviderError] = []
-_provider_codes: dict[str, str] = {}  # phone -> code, for the "verifies_code" mode
+# (phone, message id) -> code, for the "verifies_code" mode
+_provider_codes: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
 
 MODES = {
@@ -106,7 +107,7 @@ class LocmemProvider(BaseProvider):
         text = sms.text if self.mode == "text" else f"Your code: {code}"
         with _lock:
             if self.mode == "verifies_code":
-                _provider_codes[sms.to] = code
+                _provider_codes[(sms.to, message_id)] = code
             outbox.append(
                 SentSms(
                     alias=self.alias,
@@ -127,8 +128,10 @@ class LocmemProvider(BaseProvider):
             failure = _failures.pop(0) if _failures else None
             if failure is not None:
                 raise failure
-            # One-time, as real provider-side checks are.
-            if _provider_codes.get(phone) == code:
-                del _provider_codes[phone]
-                return True
+            # One-time, as real provider-side checks are. Like iP1, it keeps
+            # every live code of a phone; a message id narrows it to one SMS.
+            for (to, sent_id), kept in list(_provider_codes.items()):
+                if to == phone and kept == code and message_id in ("", sent_id):
+                    del _provider_codes[(to, sent_id)]
+                    return True
             return False
