@@ -497,6 +497,11 @@ def _deliver(
                 # about the provider (credentials, quota), go to the fallbacks.
                 break
             continue
+        except Sms2faConfigurationError:
+            # A broken setting found only at send time (a provider option that
+            # is read lazily): close the challenge, then let it surface loudly.
+            _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
+            raise
         except Exception as err:  # a bug or an unwrapped transport error
             last_error = err
             logger.error(

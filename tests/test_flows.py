@@ -755,3 +755,10 @@ def test_a_returned_code_lost_in_a_timeout_makes_the_challenge_undeliverable(
     with pytest.raises(DeliveryFailed):
         request()
     assert Challenge.objects.get().status == ChallengeStatus.UNDELIVERABLE
+
+
+def test_a_configuration_error_at_send_time_surfaces(outbox, sms2fa_settings):
+    locmem.fail_next(Sms2faConfigurationError("pid_resolver cannot be imported"))  # type: ignore[arg-type]
+    with pytest.raises(Sms2faConfigurationError):
+        request()
+    assert Challenge.objects.get().status == ChallengeStatus.UNDELIVERABLE

@@ -65,6 +65,10 @@ class _SecretRegistry:
             # credential is never that short.
             self._secrets.update(s for s in secrets if s and len(s) >= 4)
 
+    def discard(self, *secrets: str) -> None:
+        with self._lock:
+            self._secrets.difference_update(secrets)
+
     def redact(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
@@ -203,6 +207,13 @@ class HttpProvider(BaseProvider):
         values = [s for s in secrets if s]
         self._secrets.extend(values)
         secret_registry.add(*values)
+
+    def forget_secrets(self, *secrets: str | None) -> None:
+        """Drop credentials that are dead for good (a rotated session token), so
+        the process-wide registry does not grow without bound."""
+        values = [s for s in secrets if s]
+        self._secrets = [s for s in self._secrets if s not in values]
+        secret_registry.discard(*values)
 
     def redact(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
