@@ -284,3 +284,38 @@ def test_credential_refusals_allow_failover(loopback):
     with pytest.raises(ProviderRejected) as number:
         client.send(SMS)
     assert (auth.value.failover, number.value.failover) == (True, False)
+
+
+def test_request_lines_in_debug_logs_lose_digits_and_query(loopback, caplog):
+    """urllib3 prints request targets; phones and codes travel in some of them."""
+
+    class QueryProvider(HttpProvider):
+        def _send(self, sms):
+            answer = self.call("GET", f"/send/{sms.to.lstrip('+')}/", params={"code": sms.code})
+            return SendResult(message_id=str(answer.json()["id"]))
+
+    caplog.set_level(logging.DEBUG)
+    loopback.respond(200, {"id": "1"})
+    QueryProvider(base_url=loopback.url).send(SMS)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("/send/" in line for line in lines)
+    for line in lines:
+        assert "46701234567" not in line and "123456" not in line
+
+
+def test_transport_error_texts_lose_the_url_details():
+    class QueryProvider(HttpProvider):
+        def _send(self, sms):
+            self.call("GET", "/send/46701234567/", params={"code": "123456"})
+
+    with pytest.raises(ProviderUnavailable) as err:
+        QueryProvider(base_url=f"http://127.0.0.1:{free_port()}", connect_retries=0).send(SMS)
+    assert "46701234567" not in err.value.provider_text
+    assert "123456" not in err.value.provider_text
+
+
+def test_a_secret_at_the_summary_cut_is_still_redacted(loopback):
+    loopback.respond(400, "x" * 290 + TOKEN)
+    with pytest.raises(ProviderRejected) as err:
+        provider(loopback.url).send(SMS)
+    assert TOKEN[:8] not in err.value.provider_text

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,8 +80,25 @@ class _SecretRegistry:
 secret_registry = _SecretRegistry()
 
 
+_QUERY = re.compile(r"\?[^\s\"']*")
+_DIGIT_RUN = re.compile(r"\d{4,}")
+
+
+def scrub_transport_text(text: str) -> str:
+    """Drop what request lines and transport errors say beyond host and path shape.
+
+    Query strings go whole, and every run of four or more digits (phone
+    numbers, codes, ids in paths such as telefon-ip's) is masked.
+    """
+    return _DIGIT_RUN.sub("[digits]", _QUERY.sub("?[query]", text))
+
+
 class RedactingFilter(logging.Filter):
-    """Rewrites a record's message with every registered secret redacted."""
+    """Rewrites a record's message with every registered secret redacted.
+
+    On the HTTP libraries' own loggers it also scrubs query strings and digit
+    runs: their request lines carry phone numbers and codes in URLs.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -88,6 +106,8 @@ class RedactingFilter(logging.Filter):
         except Exception:  # a broken record is not ours to fix
             return True
         redacted = secret_registry.redact(message)
+        if record.name.startswith(("urllib3", "requests")):
+            redacted = scrub_transport_text(redacted)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
@@ -308,7 +328,9 @@ class HttpProvider(BaseProvider):
         return ProviderUnavailable(
             provider=self.alias,
             provider_code=code,
-            provider_text=self.redact(f"{type(err).__name__}: {err}")[:500],
+            # Transport errors quote the URL ("... with url: /path?code=1234"):
+            # secrets first, then the URL's digits and query.
+            provider_text=scrub_transport_text(self.redact(f"{type(err).__name__}: {err}"))[:500],
             may_have_sent=may_have_sent,
         )
 
@@ -318,7 +340,8 @@ class HttpProvider(BaseProvider):
         self, answer: HttpAnswer, *, provider_code: str = "", provider_text: str = ""
     ) -> ProviderRejected | ProviderUnavailable:
         """The error for a non-2xx answer: 429 and 5xx transient, 4xx permanent."""
-        text = self.redact(provider_text or summarize_body(answer.text))
+        # Redact before shortening: a secret cut in half would slip past.
+        text = summarize_body(self.redact(provider_text or answer.text))
         code = str(provider_code or answer.status)
         if answer.status == 429 or answer.status >= 500:
             return ProviderUnavailable(
@@ -355,7 +378,7 @@ class HttpProvider(BaseProvider):
         return ProviderUnavailable(
             provider=self.alias,
             provider_code="malformed_answer",
-            provider_text=self.redact(f"{what}: {summarize_body(answer.text)}"),
+            provider_text=f"{what}: {summarize_body(self.redact(answer.text))}",
             http_status=answer.status,
             may_have_sent=True,
         )
