@@ -43,7 +43,6 @@ The API (quirks the code depends on):
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 from typing import Any
 from urllib.parse import quote
@@ -95,34 +94,6 @@ def scrub(text: str) -> str:
     text = _PATH.sub(_scrub_path, text)
     text = _CODE_PARAM.sub(rf"\1{REDACTED}", text)
     return _CODE_FIELD.sub(rf'\1"{REDACTED}"', text)
-
-
-class _AuthcallsLogFilter(logging.Filter):
-    """Blanks authcalls request paths out of urllib3's and requests' log lines.
-
-    urllib3 logs ``"GET /api/v1/authcalls/<token>/get_sms_code/8XXXXXXXXXX/
-    ?code=1234 HTTP/1.1" 200`` at DEBUG. The shared filter removes the token;
-    this one also removes the phone and the code (shared/security.md item 15).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is not ours to fix
-            return True
-        if "/authcalls/" not in message and "code=" not in message.lower():
-            return True
-        scrubbed = scrub(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
-        return True
-
-
-_log_filter = _AuthcallsLogFilter()
-# A filter on a logger only sees records created on that very logger: install
-# it where the shared one is (the loggers that print URLs).
-for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
-    logging.getLogger(_name).addFilter(_log_filter)
 
 
 def _without_codes(value: Any, redact: Any) -> Any:
