@@ -35,6 +35,11 @@ KNOWN_KEYS = frozenset(
         "MAX_ATTEMPTS",
         "SMS_TEMPLATE",
         "CACHE",
+        "ADAPTER",
+        "RESEND_INTERVAL",
+        "PHONE_TOKEN_MAX_AGE",
+        "REQUIRE_SECOND_FACTOR",
+        "PASSWORDLESS_UNKNOWN_NUMBER",
     }
 )
 
@@ -217,6 +222,66 @@ class Sms2faSettings:
                 check_id="sms2fa.E007",
             )
         return alias
+
+    @property
+    def ADAPTER(self) -> str:
+        """Dotted path of the adapter class holding the site's hooks.
+
+        Default ``"django_sms2fa.adapter.DefaultSms2faAdapter"``.
+        """
+        adapter = self._get("ADAPTER", "django_sms2fa.adapter.DefaultSms2faAdapter")
+        if not isinstance(adapter, str) or not adapter:
+            raise Sms2faConfigurationError(
+                "SMS2FA['ADAPTER'] must be a dotted path.", check_id="sms2fa.E008"
+            )
+        return adapter
+
+    @property
+    def RESEND_INTERVAL(self) -> int:
+        """Seconds between two sends for one challenge. Default 30; 0–600."""
+        interval = self._get("RESEND_INTERVAL", 30)
+        if not _is_int(interval) or not 0 <= interval <= MAX_CODE_LIFETIME:
+            raise Sms2faConfigurationError(
+                "SMS2FA['RESEND_INTERVAL'] must be a whole number of seconds from 0 to 600.",
+                check_id="sms2fa.E009",
+            )
+        return interval
+
+    @property
+    def PHONE_TOKEN_MAX_AGE(self) -> int:
+        """Seconds a ``phone_token`` from a verified ``verify_phone`` challenge
+        can be redeemed. Default 900; 1–3600."""
+        age = self._get("PHONE_TOKEN_MAX_AGE", 900)
+        if not _is_int(age) or not 1 <= age <= 3600:
+            raise Sms2faConfigurationError(
+                "SMS2FA['PHONE_TOKEN_MAX_AGE'] must be a whole number of seconds from 1 to 3600.",
+                check_id="sms2fa.E009",
+            )
+        return age
+
+    @property
+    def REQUIRE_SECOND_FACTOR(self) -> bool:
+        """Whether every user must enrol a phone before using the site. Default False."""
+        value = self._get("REQUIRE_SECOND_FACTOR", False)
+        if not isinstance(value, bool):
+            raise Sms2faConfigurationError(
+                "SMS2FA['REQUIRE_SECOND_FACTOR'] must be True or False.",
+                check_id="sms2fa.E009",
+            )
+        return value
+
+    @property
+    def PASSWORDLESS_UNKNOWN_NUMBER(self) -> str:
+        """What a passwordless request for a number without an account does:
+        ``"silent"`` (default: no SMS) or ``"notify"`` (an SMS saying so).
+        The HTTP answer is the same either way."""
+        value = self._get("PASSWORDLESS_UNKNOWN_NUMBER", "silent")
+        if value not in ("silent", "notify"):
+            raise Sms2faConfigurationError(
+                "SMS2FA['PASSWORDLESS_UNKNOWN_NUMBER'] must be 'silent' or 'notify'.",
+                check_id="sms2fa.E009",
+            )
+        return value
 
 
 app_settings = Sms2faSettings()

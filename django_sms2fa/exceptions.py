@@ -109,6 +109,51 @@ class ChallengeUndeliverable(Sms2faError):
     default_message = _("The SMS for this request could not be sent. Request a new one.")
 
 
+class RateLimited(Sms2faError):
+    """Too soon or too often; ``retry_after`` (seconds) says when to try again."""
+
+    code = "rate_limited"
+    default_message = _("Too many requests. Try again later.")
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.context.get("retry_after", 1))
+
+
+class InvalidCredentials(Sms2faError):
+    code = "invalid_credentials"
+    default_message = _("The username or password is not correct.")
+
+
+class LoginExpired(Sms2faError):
+    """The pending password-then-code login is missing, expired or for another challenge."""
+
+    code = "login_expired"
+    default_message = _("The login has expired. Log in again.")
+
+
+class SecondFactorRequired(Sms2faError):
+    """The action needs a session verified with a second factor (a fresh code)."""
+
+    code = "second_factor_required"
+    default_message = _("Confirm it is you with a code from your phone first.")
+
+
+class DeviceNotFound(Sms2faError):
+    code = "device_not_found"
+    default_message = _("This phone does not exist.")
+
+
+class PhoneAlreadyEnrolled(Sms2faError):
+    code = "phone_already_enrolled"
+    default_message = _("This phone number is already confirmed on your account.")
+
+
+class InvalidPhoneToken(Sms2faError):
+    code = "invalid_phone_token"
+    default_message = _("The phone verification is invalid, expired or already used.")
+
+
 class DeliveryFailed(Sms2faError):
     """Every provider tried refused or failed to take the SMS.
 

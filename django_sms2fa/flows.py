@@ -53,6 +53,7 @@ from .exceptions import (
     IncorrectCode,
     ProviderError,
     ProviderUnavailable,
+    RateLimited,
     Sms2faConfigurationError,
     Sms2faError,
     TooManyAttempts,
@@ -89,6 +90,7 @@ def request_challenge(
     device: PhoneDevice | None = None,
     client: ClientInfo | None = None,
     language: str | None = None,
+    deliver: bool = True,
 ) -> Challenge:
     """Create a challenge for ``phone`` and send its code.
 
@@ -96,6 +98,9 @@ def request_challenge(
     :param purpose: a :class:`~django_sms2fa.models.Purpose` value.
     :param user: the user the challenge is for, if known.
     :param language: language of the SMS (default: the active language).
+    :param deliver: ``False`` creates the challenge without sending anything —
+        a decoy for an unknown number, so that the answer to "send a code to
+        this number" cannot tell whether the number has an account.
     :returns: the saved :class:`Challenge` (status ``pending``).
     :raises InvalidPhone: the number is not a valid phone number.
     :raises DeliveryFailed: no provider took the SMS; the challenge is left
@@ -113,9 +118,10 @@ def request_challenge(
         phone=e164,
         purpose=purpose,
         max_attempts=app_settings.MAX_ATTEMPTS,
-        sends=1,
+        sends=1 if deliver else 0,
         created_at=now,
         expires_at=now + timedelta(seconds=app_settings.CODE_LIFETIME),
+        last_sent_at=now,
         client_ip=client.ip,
         user_agent=(client.user_agent or "")[:300],
     )
@@ -126,7 +132,8 @@ def request_challenge(
     challenge.save(force_insert=True)
     logger.info("sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164))
     _send_signal(signals.challenge_requested, challenge=challenge)
-    _deliver_now_or_on_commit(challenge, chain, code, language)
+    if deliver:
+        _deliver_now_or_on_commit(challenge, chain, code, language)
     return challenge
 
 
@@ -140,20 +147,29 @@ def resend_challenge(
     """Send a new code for a pending challenge; the old code stops working.
 
     The attempt counter is *not* reset (a new code never resets failures,
-    NIST SP 800-63B-4 §3.1.3.2) and the lifetime starts again.
+    NIST SP 800-63B-4 §3.1.3.2) and the lifetime starts again. Sends of one
+    challenge are at least ``RESEND_INTERVAL`` seconds apart.
 
     :raises ChallengeNotFound: unknown id, or not ``user``'s, or not ``purpose``.
     :raises ChallengeAlreadyUsed, TooManyAttempts, ChallengeCancelled,
         ChallengeExpired, ChallengeUndeliverable: the challenge is closed.
+    :raises RateLimited: the last send was less than ``RESEND_INTERVAL`` ago.
     :raises DeliveryFailed: as for :func:`request_challenge`.
     """
     challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True)
     if not challenge.is_pending:
         raise _closed_error(challenge)
+    now = timezone.now()
+    ready_at = _resend_ready_at(challenge)
+    if ready_at > now:
+        raise RateLimited(
+            challenge_id=str(challenge.pk),
+            retry_after=math.ceil((ready_at - now).total_seconds()),
+        )
+    deliver = bool(challenge.sends)  # a decoy (no SMS ever) stays silent
     chain = _provider_chain(challenge.phone)
     alias, provider = chain[0]
     old_hash = challenge.code_hash
-    now = timezone.now()
     challenge.expires_at = now + timedelta(seconds=app_settings.CODE_LIFETIME)
     code = _arm(challenge, alias, provider)
     updated = Challenge.objects.filter(
@@ -161,12 +177,15 @@ def resend_challenge(
         status=ChallengeStatus.PENDING,
         code_hash=old_hash,
         attempts__lt=F("max_attempts"),
+        # Re-checked by the database: of two concurrent resends, one sends.
+        last_sent_at=challenge.last_sent_at,
     ).update(
         code_hash=challenge.code_hash,
         checked_by=challenge.checked_by,
         provider=alias,
         expires_at=challenge.expires_at,
-        sends=F("sends") + 1,
+        last_sent_at=now,
+        sends=F("sends") + (1 if deliver else 0),
     )
     if not updated:
         current = _load(challenge_id)
@@ -174,13 +193,25 @@ def resend_challenge(
             raise _closed_error(current)
         if current.attempts >= current.max_attempts:
             raise TooManyAttempts(challenge_id=str(challenge.pk))
-        # A concurrent resend (a double click) already sent a new code.
-        return current
-    challenge.sends += 1
+        retry = math.ceil(max((_resend_ready_at(current) - now).total_seconds(), 1))
+        raise RateLimited(challenge_id=str(challenge.pk), retry_after=retry)
+    challenge.last_sent_at = now
+    challenge.sends += 1 if deliver else 0
     logger.info("sms2fa: challenge %s resent", challenge.pk)
     _send_signal(signals.challenge_resent, challenge=challenge)
-    _deliver_now_or_on_commit(challenge, chain, code, language)
+    if deliver:
+        _deliver_now_or_on_commit(challenge, chain, code, language)
     return challenge
+
+
+def resend_ready_at(challenge: Challenge) -> datetime:
+    """When :func:`resend_challenge` will next accept this challenge."""
+    return _resend_ready_at(challenge)
+
+
+def _resend_ready_at(challenge: Challenge) -> datetime:
+    sent = challenge.last_sent_at or challenge.created_at
+    return sent + timedelta(seconds=app_settings.RESEND_INTERVAL)
 
 
 def verify_challenge(
@@ -280,25 +311,67 @@ def send_test_sms(
     :raises InvalidPhone: the number is not valid.
     :raises ProviderError: the provider did not take it (also recorded).
     """
+    with translation.override(language or translation.get_language()):
+        text = str(_("This is a test message from django-sms2fa."))
+    return _send_plain(
+        phone=phone, text=text, alias=alias, username=username, purpose="test", any_mode=True
+    )
+
+
+def send_notice(*, phone: str, text: str) -> Message | None:
+    """Tell a phone's owner something (a number replaced, a phone added).
+
+    Sent through the first provider of the number's chain that delivers text;
+    providers that only carry codes cannot. Failures are recorded and logged,
+    never raised: a notice must not undo the change it reports.
+
+    :returns: the recorded :class:`Message`, or ``None`` when no provider of the
+        chain can deliver text.
+    """
+    e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
+    for alias, provider in _provider_chain(e164):
+        if provider.capabilities.delivers_text:
+            try:
+                return _send_plain(phone=e164, text=text, alias=alias, purpose="notice")
+            except ProviderError:
+                continue
+    logger.warning("sms2fa: no provider could deliver a notice to %s", mask_phone(e164))
+    return None
+
+
+def _send_plain(
+    *,
+    phone: str,
+    text: str,
+    alias: str | None,
+    purpose: str,
+    username: str = "",
+    any_mode: bool = False,
+) -> Message:
+    """Hand a code-less SMS to one provider and record it."""
     e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
     alias = alias or _provider_chain(e164)[0][0]
     provider = get_provider(alias)
     caps = provider.capabilities
     length = min(app_settings.CODE_LENGTH, caps.max_code_length or app_settings.CODE_LENGTH)
-    # A provider that only carries codes gets a throw-away one; none is kept.
-    code = "" if caps.delivers_text or not caps.takes_our_code(length) else generate_code(length)
-    with translation.override(language or translation.get_language()):
-        text = str(_("This is a test message from django-sms2fa."))
+    # A test through a provider that only carries codes gets a throw-away one;
+    # it is not kept anywhere.
+    code = (
+        generate_code(length)
+        if any_mode and not caps.delivers_text and caps.takes_our_code(length)
+        else ""
+    )
     sms = OutgoingSms(
         to=e164,
         text=text,
         code=code,
-        purpose="test",
+        purpose=purpose,
         code_length=length,
         ttl=app_settings.CODE_LIFETIME,
         username=username,
     )
     now = timezone.now()
+    kept = text if caps.delivers_text else ""
     try:
         result = provider.send(sms)
     except ProviderError as err:
@@ -308,7 +381,7 @@ def send_test_sms(
             status=UNKNOWN if err.may_have_sent else FAILED,
             error_code=(err.provider_code or err.code)[:64],
             error_text=err.provider_text[:500],
-            text_masked=text if caps.delivers_text else "",
+            text_masked=kept,
             created_at=now,
         )
         _send_signal(signals.message_failed, sender=Message, message=message, error=err)
@@ -319,7 +392,7 @@ def send_test_sms(
         provider_message_id=str(result.message_id)[:128],
         status=result.status,
         provider_status=str(result.provider_status)[:64],
-        text_masked=text if caps.delivers_text else "",
+        text_masked=kept,
         created_at=now,
         sent_at=now,
         latency_ms=result.latency_ms,

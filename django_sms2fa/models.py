@@ -83,6 +83,11 @@ class Challenge(models.Model):
     expires_at = models.DateTimeField()
     verified_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # When the last code was handed to a provider (resend cooldown).
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    # When the proof this challenge gave was used (a phone_token redeemed, a
+    # device confirmed): a verified challenge proves something only once.
+    consumed_at = models.DateTimeField(null=True, blank=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
 
@@ -153,6 +158,10 @@ class PhoneDevice(TimestampMixin, Device):
     """
 
     number = models.CharField(_("phone (E.164)"), max_length=16)
+    # While unconfirmed: the device this one will replace once confirmed.
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta(Device.Meta):
         verbose_name = _("phone device")

@@ -33,3 +33,10 @@ message_sent = Signal()
 #: A provider refused or failed to take an SMS. Args: ``message``, ``error``
 #: (a :class:`~django_sms2fa.exceptions.ProviderError`).
 message_failed = Signal()
+
+#: A phone was confirmed as a user's second factor. Args: ``device``,
+#: ``replaced`` (the device it replaced, already deleted, or ``None``).
+device_confirmed = Signal()
+
+#: A user removed one of their phones. Args: ``device`` (already deleted).
+device_removed = Signal()

@@ -19,8 +19,14 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "rest_framework",
     "django_otp",
     "django_sms2fa",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "django_sms2fa.backends.PhoneCodeBackend",
 ]
 
 MIDDLEWARE = [
@@ -29,6 +35,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "django_sms2fa.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
@@ -70,6 +77,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed on
 SMS2FA = {
     "PROVIDERS": {"default": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"}},
     "DEFAULT_REGION": "SE",
+    # Most tests resend at once; the cooldown has tests of its own.
+    "RESEND_INTERVAL": 0,
 }
 
 LOGGING = {

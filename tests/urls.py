@@ -2,7 +2,7 @@ from django_otp.admin import OTPAdminSite
 from django_otp.decorators import otp_required
 
 from django.http import HttpResponse
-from django.urls import path
+from django.urls import include, path
 
 otp_admin_site = OTPAdminSite(name="otpadmin")
 
@@ -15,4 +15,5 @@ def protected(request):
 urlpatterns = [
     path("otpadmin/", otp_admin_site.urls),
     path("protected/", protected, name="protected"),
+    path("api/2fa/", include("django_sms2fa.api.urls")),
 ]

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
     "django_otp",
     "django_sms2fa",
     "example",
@@ -54,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Must come after AuthenticationMiddleware: it adds request.user.is_verified().
     "django_otp.middleware.OTPMiddleware",
+    # A password alone never makes a logged-in session for a user with a phone.
+    "django_sms2fa.middleware.SecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -99,7 +102,7 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 # Where @otp_required sends a user who has not passed a second factor yet:
 # the OTP admin login asks for the password and then for the SMS code.
-OTP_LOGIN_URL = "/otp-admin/login/"
+OTP_LOGIN_URL = "/admin/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -127,3 +130,24 @@ LOGGING = {
         "django_sms2fa": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    # Passwordless phone login: authenticate(request, challenge=..., code=...).
+    "django_sms2fa.backends.PhoneCodeBackend",
+]
+
+try:  # The OpenAPI schema at /api/schema/ needs the "openapi" extra.
+    import drf_spectacular  # noqa: F401
+
+    INSTALLED_APPS.append("drf_spectacular")
+    REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+    SPECTACULAR_SETTINGS = {
+        "TITLE": "django-sms2fa API",
+        "DESCRIPTION": "Phone codes: challenges, password-then-code login, passwordless "
+        "login and phone enrolment.",
+        "VERSION": "1",
+        "SERVE_INCLUDE_SCHEMA": False,
+    }
+except ImportError:
+    pass

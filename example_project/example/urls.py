@@ -1,8 +1,10 @@
 from django_otp.admin import OTPAdminSite
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
+from django.views.generic import RedirectView
 
 from . import views
 
@@ -14,8 +16,9 @@ for model, model_admin in admin.site._registry.items():
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("admin/", admin.site.urls),
-    path("otp-admin/", otp_admin_site.urls),
+    # The only admin is the OTP admin: password, then the SMS code.
+    path("admin/", otp_admin_site.urls),
+    path("otp-admin/", RedirectView.as_view(url="/admin/", query_string=True)),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="example/login.html"),
@@ -23,4 +26,10 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("protected/", views.protected, name="protected"),
+    path("api/2fa/", include("django_sms2fa.api.urls")),
 ]
+
+if "drf_spectacular" in settings.INSTALLED_APPS:
+    from drf_spectacular.views import SpectacularAPIView
+
+    urlpatterns.append(path("api/schema/", SpectacularAPIView.as_view(), name="schema"))

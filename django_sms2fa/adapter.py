@@ -1,0 +1,99 @@
+"""The site's hooks, in one class chosen by ``SMS2FA["ADAPTER"]``.
+
+As with django-allauth's adapters: subclass :class:`DefaultSms2faAdapter`,
+override what your site does differently, and name the subclass in settings::
+
+    SMS2FA = {"ADAPTER": "myproject.sms.Sms2faAdapter"}
+
+Typical overrides: finding users by a phone field of your own, issuing API
+tokens at login (see :meth:`login_response`), or the notice texts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+
+from .conf import app_settings
+from .exceptions import Sms2faConfigurationError
+
+
+class DefaultSms2faAdapter:
+    def get_user_by_phone(self, phone: str) -> Any:
+        """The active user who owns the confirmed phone ``phone`` (E.164), or None."""
+        from .models import PhoneDevice
+
+        device = (
+            PhoneDevice.objects.filter(number=phone, confirmed=True, user__is_active=True)
+            .select_related("user")
+            .order_by("pk")
+            .first()
+        )
+        return device.user if device else None
+
+    def get_login_device(self, user: Any) -> Any:
+        """The phone a login code goes to: the most recently used confirmed one."""
+        from django.db.models import F
+
+        from .models import PhoneDevice
+
+        return (
+            PhoneDevice.objects.filter(user=user, confirmed=True)
+            .order_by(F("last_used_at").desc(nulls_last=True), "pk")
+            .first()
+        )
+
+    def has_second_factor(self, user: Any) -> bool:
+        """Whether ``user`` must pass a second factor to log in."""
+        from django_otp import user_has_device
+
+        return user_has_device(user, confirmed=True)
+
+    def serialize_user(self, user: Any) -> dict[str, Any]:
+        """The ``user`` object of login answers."""
+        return {"id": user.pk, "username": user.get_username()}
+
+    def login_response(self, request: Any, user: Any) -> dict[str, Any]:
+        """The body of a successful login answer (``login/``, ``login/verify/``,
+        a passwordless ``verify/``).
+
+        Override to hand out API tokens, for example with DRF's authtoken::
+
+            def login_response(self, request, user):
+                from rest_framework.authtoken.models import Token
+                token, _ = Token.objects.get_or_create(user=user)
+                return {**super().login_response(request, user), "token": token.key}
+        """
+        return {"user": self.serialize_user(user)}
+
+    def phone_replaced_text(self, old_phone: str, new_phone: str) -> str:
+        """SMS to the old number after a change (it is no longer a second factor)."""
+        return _(
+            "Your phone number was replaced as a sign-in method. If this was not you, "
+            "contact support now."
+        )
+
+    def phone_added_text(self, new_phone: str) -> str:
+        """SMS to the user's other phones when a new one is confirmed."""
+        return _(
+            "A new phone number was added to your account as a sign-in method. If this "
+            "was not you, contact support now."
+        )
+
+    def unknown_number_text(self) -> str:
+        """SMS to a number without an account (``PASSWORDLESS_UNKNOWN_NUMBER = "notify"``)."""
+        return _("Someone asked to sign in with this number, but it has no account.")
+
+
+def get_adapter() -> DefaultSms2faAdapter:
+    path = app_settings.ADAPTER
+    try:
+        cls = import_string(path)
+    except ImportError as err:
+        raise Sms2faConfigurationError(
+            f"SMS2FA['ADAPTER'] = {path!r} could not be imported: {err}",
+            check_id="sms2fa.E008",
+        ) from err
+    return cls()

@@ -1,0 +1,298 @@
+"""The REST edge: validate → one flow call → answer. No business rule here.
+
+Every view answers errors in one shape (see ``errors.py``) and authenticates
+with the site's DRF authentication classes minus HTTP Basic, which would let a
+password alone act for a user with a second factor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_otp import login as otp_login
+from rest_framework import status
+from rest_framework.authentication import BasicAuthentication
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model, login
+
+from .. import device_flows, flows, login_flows
+from ..adapter import get_adapter
+from ..conf import app_settings
+from ..exceptions import (
+    ChallengeNotFound,
+    InvalidCredentials,
+    LoginExpired,
+)
+from ..models import Challenge, PhoneDevice, Purpose
+from ..types import ClientInfo
+from . import serializers as s
+from . import session
+from .errors import exception_handler
+from .schema import extend_schema
+
+PHONE_BACKEND = "django_sms2fa.backends.PhoneCodeBackend"
+
+
+def client_info(request: Request) -> ClientInfo:
+    return ClientInfo(
+        ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.headers.get("User-Agent", "")[:300],
+    )
+
+
+def is_verified(request: Request) -> bool:
+    check = getattr(request.user, "is_verified", None)
+    return bool(check and check())
+
+
+class Sms2faAPIView(APIView):
+    permission_classes = [AllowAny]
+
+    def get_authenticators(self) -> list[Any]:
+        return [
+            auth()
+            for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES
+            if not issubclass(auth, BasicAuthentication)
+        ]
+
+    def get_exception_handler(self):  # noqa: ANN201 - DRF's signature
+        return exception_handler
+
+    def owned_challenge(self, request: Request, challenge_id: Any) -> Challenge:
+        """The challenge, if this client may act on it; else ChallengeNotFound.
+
+        A client owns the challenges it created in this session, those of its
+        pending login, and (when logged in) its user's own.
+        """
+        challenge = Challenge.objects.filter(pk=_uuid(challenge_id)).first()
+        if challenge is None:
+            raise ChallengeNotFound()
+        pending = session.get_pending_login(request)
+        owned = (
+            session.owns_challenge(request, challenge.pk)
+            or (pending is not None and pending["challenge_id"] == str(challenge.pk))
+            or (
+                request.user.is_authenticated
+                and challenge.user_id is not None
+                and challenge.user_id == request.user.pk
+            )
+        )
+        if not owned:
+            raise ChallengeNotFound()
+        return challenge
+
+
+def _uuid(value: Any) -> Any:
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _challenge_body(challenge: Challenge) -> dict[str, Any]:
+    return s.ChallengeSerializer(challenge).data
+
+
+def _phone_login_backend() -> str:
+    backends = list(settings.AUTHENTICATION_BACKENDS)
+    return PHONE_BACKEND if PHONE_BACKEND in backends else backends[0]
+
+
+# ------------------------------------------------------------------ challenges
+
+
+class ChallengeListView(Sms2faAPIView):
+    @extend_schema(
+        request=s.ChallengeRequestSerializer,
+        responses={202: s.ChallengeSerializer},
+        summary="Send a code to a phone (verify_phone or passwordless)",
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(s.ChallengeRequestSerializer, request)
+        if data["purpose"] == Purpose.PASSWORDLESS:
+            challenge = login_flows.start_passwordless(data["phone"], client=client_info(request))
+        else:
+            user = request.user if request.user.is_authenticated else None
+            challenge = flows.request_challenge(
+                phone=data["phone"],
+                purpose=Purpose.VERIFY_PHONE,
+                user=user,
+                client=client_info(request),
+            )
+        session.remember_challenge(request, challenge)
+        return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
+
+
+class ChallengeDetailView(Sms2faAPIView):
+    @extend_schema(responses={204: None}, summary="Cancel a challenge")
+    def delete(self, request: Request, challenge_id: str) -> Response:
+        challenge = self.owned_challenge(request, challenge_id)
+        flows.cancel_challenge(challenge.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChallengeResendView(Sms2faAPIView):
+    @extend_schema(
+        request=None,
+        responses={202: s.ChallengeSerializer},
+        summary="Send a new code; the old one stops working",
+    )
+    def post(self, request: Request, challenge_id: str) -> Response:
+        challenge = self.owned_challenge(request, challenge_id)
+        challenge = flows.resend_challenge(challenge.pk)
+        return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
+
+
+class ChallengeVerifyView(Sms2faAPIView):
+    @extend_schema(
+        request=s.CodeSerializer,
+        responses={200: s.VerifiedSerializer},
+        summary="Check a code: a phone_token (verify_phone) or a login (passwordless)",
+    )
+    def post(self, request: Request, challenge_id: str) -> Response:
+        data = _valid(s.CodeSerializer, request)
+        challenge = self.owned_challenge(request, challenge_id)
+        if challenge.purpose == Purpose.PASSWORDLESS:
+            user = login_flows.finish_passwordless(challenge.pk, data["code"])
+            session.clear_pending_login(request)
+            login(request._request, user, backend=_phone_login_backend())
+            body = get_adapter().login_response(request, user)
+            return Response({"verified": True, "purpose": challenge.purpose, **body})
+        if challenge.purpose != Purpose.VERIFY_PHONE or challenge.device_id is not None:
+            # Login codes go to login/verify/, device codes to devices/{id}/confirm/.
+            raise ChallengeNotFound()
+        verified = flows.verify_challenge(challenge.pk, data["code"], purpose=Purpose.VERIFY_PHONE)
+        return Response(
+            {
+                "verified": True,
+                "purpose": verified.purpose,
+                "phone_token": login_flows.issue_phone_token(verified),
+            }
+        )
+
+
+# ---------------------------------------------------------------------- login
+
+
+class LoginView(Sms2faAPIView):
+    @extend_schema(
+        request=s.LoginSerializer,
+        responses={200: s.LoginAnswerSerializer},
+        summary="Password first; a code follows when the user has a phone",
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(s.LoginSerializer, request)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None:
+            raise InvalidCredentials()
+        session.clear_pending_login(request)
+        challenge = login_flows.start_second_factor(user, client=client_info(request))
+        if challenge is not None:
+            session.set_pending_login(request, user, user.backend, challenge)
+            session.remember_challenge(request, challenge)
+            return Response({"mfa_required": True, "challenge": _challenge_body(challenge)})
+        login(request._request, user)
+        body = {"mfa_required": False, **get_adapter().login_response(request, user)}
+        if app_settings.REQUIRE_SECOND_FACTOR:
+            # Logged in, but only to enrol a phone (devices/): the site
+            # requires a second factor before anything else.
+            body["enrollment_required"] = True
+        return Response(body)
+
+
+class LoginVerifyView(Sms2faAPIView):
+    @extend_schema(
+        request=s.LoginVerifySerializer,
+        responses={200: s.LoginAnswerSerializer},
+        summary="The code after the password; logs in with the phone verified",
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(s.LoginVerifySerializer, request)
+        pending = session.get_pending_login(request)
+        if pending is None:
+            raise LoginExpired()
+        if pending["challenge_id"] != str(data["challenge"]):
+            raise ChallengeNotFound()
+        user = get_user_model()._default_manager.filter(pk=pending["user_id"]).first()
+        if user is None or not user.is_active:
+            session.clear_pending_login(request)
+            raise LoginExpired()
+        device = login_flows.finish_second_factor(data["challenge"], data["code"], user=user)
+        session.clear_pending_login(request)
+        login(request._request, user, backend=pending["backend"])  # new session key
+        otp_login(request._request, device)
+        return Response({"mfa_required": False, **get_adapter().login_response(request, user)})
+
+
+# -------------------------------------------------------------------- devices
+
+
+class DeviceListView(Sms2faAPIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: s.DeviceSerializer(many=True)}, summary="The user's phones")
+    def get(self, request: Request) -> Response:
+        devices = PhoneDevice.objects.filter(user=request.user).order_by("pk")
+        return Response(s.DeviceSerializer(devices, many=True).data)
+
+    @extend_schema(
+        request=s.DeviceEnrolSerializer,
+        responses={202: s.EnrolmentSerializer},
+        summary="Add a phone (or replace one); a code confirms it",
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(s.DeviceEnrolSerializer, request)
+        device, challenge = device_flows.enrol_phone(
+            request.user,
+            data["phone"],
+            verified_session=is_verified(request),
+            replaces=data.get("replaces"),
+            client=client_info(request),
+        )
+        session.remember_challenge(request, challenge)
+        return Response(
+            {"device": s.DeviceSerializer(device).data, "challenge": _challenge_body(challenge)},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class DeviceConfirmView(Sms2faAPIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=s.DeviceConfirmSerializer,
+        responses={200: s.DeviceSerializer},
+        summary="Confirm a phone with its code",
+    )
+    def post(self, request: Request, device_id: int) -> Response:
+        data = _valid(s.DeviceConfirmSerializer, request)
+        device = device_flows.confirm_phone(
+            request.user, device_id, data["challenge"], data["code"]
+        )
+        if not is_verified(request):
+            # The session has just proved this phone: it is now verified.
+            otp_login(request._request, device)
+        return Response(s.DeviceSerializer(device).data)
+
+
+class DeviceDetailView(Sms2faAPIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={204: None}, summary="Remove a phone (second factor required)")
+    def delete(self, request: Request, device_id: int) -> Response:
+        device_flows.remove_phone(request.user, device_id, verified_session=is_verified(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _valid(serializer_class: type, request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
