@@ -9,6 +9,7 @@ Optional environment variables:
 * ``EXAMPLE_DEBUG=0``        turn DEBUG off (it is on by default).
 * ``DJANGO_SECRET_KEY``      replace the fixed development key below.
 * ``EXAMPLE_ALLOWED_HOSTS``  comma-separated host names (default: local ones).
+* ``EXAMPLE_DB``             path of the SQLite database (default: example_project/db.sqlite3).
 
 This is a development example, not a production configuration.
 """
@@ -82,7 +83,8 @@ TEMPLATES = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        # EXAMPLE_DB moves it, e.g. for tests that run the site on a scratch copy.
+        "NAME": os.environ.get("EXAMPLE_DB") or BASE_DIR / "db.sqlite3",
     }
 }
 
