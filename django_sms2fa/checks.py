@@ -12,6 +12,9 @@ E004       ``CODE_LIFETIME`` outside 1–600 seconds
 E005       ``MAX_ATTEMPTS`` outside 1–10
 E006       ``DEFAULT_REGION`` is not a region code
 E007       ``CACHE`` names a cache that ``CACHES`` does not define
+E008       ``ADAPTER`` is not a dotted path or does not import
+E009       ``RESEND_INTERVAL``, ``PHONE_TOKEN_MAX_AGE``, ``REQUIRE_SECOND_FACTOR``
+           or ``PASSWORDLESS_UNKNOWN_NUMBER`` is invalid
 W001       the ``console`` provider (prints codes) with ``DEBUG = False``
 W002       limit counters in a per-process cache (local memory, dummy) with
            ``DEBUG = False``: limits would not hold across processes
@@ -74,8 +77,21 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="sms2fa.W003",
             )
         )
-    for name in ("CODE_LENGTH", "CODE_LIFETIME", "MAX_ATTEMPTS", "DEFAULT_REGION", "CACHE"):
+    for name in (
+        "CODE_LENGTH",
+        "CODE_LIFETIME",
+        "MAX_ATTEMPTS",
+        "DEFAULT_REGION",
+        "CACHE",
+        "RESEND_INTERVAL",
+        "PHONE_TOKEN_MAX_AGE",
+        "REQUIRE_SECOND_FACTOR",
+        "PASSWORDLESS_UNKNOWN_NUMBER",
+    ):
         _read(lambda name=name: getattr(app_settings, name), errors)
+    from .adapter import get_adapter
+
+    _read(get_adapter, errors, what="Building SMS2FA['ADAPTER']")
     template = _read(lambda: app_settings.SMS_TEMPLATE, errors)
     if template:
         try:

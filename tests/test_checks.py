@@ -374,3 +374,22 @@ def test_check_messages_name_their_id_once(settings):
     settings.SMS2FA = {**settings.SMS2FA, "CODE_LENGTH": 5}
     (message,) = [m for m in run_checks(tags=["sms2fa"]) if m.id == "sms2fa.E003"]
     assert str(message).count("sms2fa.E003") == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "check_id"),
+    [
+        ({"ADAPTER": "no.such.Adapter"}, "sms2fa.E008"),
+        ({"ADAPTER": ""}, "sms2fa.E008"),
+        ({"RESEND_INTERVAL": -1}, "sms2fa.E009"),
+        ({"RESEND_INTERVAL": 601}, "sms2fa.E009"),
+        ({"PHONE_TOKEN_MAX_AGE": 0}, "sms2fa.E009"),
+        ({"REQUIRE_SECOND_FACTOR": "yes"}, "sms2fa.E009"),
+        ({"PASSWORDLESS_UNKNOWN_NUMBER": "tell"}, "sms2fa.E009"),
+    ],
+)
+def test_account_settings_are_checked(settings, bad, check_id):
+    settings.SMS2FA = {**settings.SMS2FA, **bad}
+    assert check_id in sms2fa_ids()
+    settings.SMS2FA = {key: value for key, value in settings.SMS2FA.items() if key not in bad}
+    assert check_id not in sms2fa_ids()
