@@ -30,7 +30,7 @@ class PhoneCodeBackend(ModelBackend):
         from .login_flows import finish_passwordless
 
         try:
-            user = finish_passwordless(challenge, code)
+            user, _device = finish_passwordless(challenge, code)
         except Sms2faError:
             return None
         return user if self.user_can_authenticate(user) else None

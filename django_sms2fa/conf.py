@@ -40,8 +40,34 @@ KNOWN_KEYS = frozenset(
         "PHONE_TOKEN_MAX_AGE",
         "REQUIRE_SECOND_FACTOR",
         "PASSWORDLESS_UNKNOWN_NUMBER",
+        "LIMITS",
+        "LOCKOUT_THRESHOLD",
+        "LOCKOUT_MEMORY",
+        "PUMPING",
+        "ALLOWED_REGIONS",
+        "ALLOWED_NUMBER_TYPES",
+        "TEST_NUMBERS",
+        "TRUSTED_PROXY_COUNT",
     }
 )
+
+#: Send limits (shared/security.md items 17-19): per phone, per client IP, per
+#: user, per destination region and for the whole site.
+DEFAULT_LIMITS: dict[str, list[str]] = {
+    "phone": ["1/30s", "5/10m", "10/d"],
+    "ip": ["20/h"],
+    "user": ["10/d"],
+    "country": ["500/h"],
+    "global": ["1000/h"],
+}
+DEFAULT_PUMPING: dict[str, float] = {
+    "WINDOW": 3600,  # seconds over which sends and verifications are compared
+    "MIN_SENDS": 50,  # no judgement on fewer sends than this in a window
+    "MIN_VERIFIED_RATIO": 0.2,  # below this share of verified challenges: trip
+    "SUSPEND_FOR": 3600,  # seconds sending there stays suspended
+    "PREFIX_DIGITS": 6,  # digits of the E.164 number (country code included) per prefix
+}
+DEFAULT_NUMBER_TYPES = ("MOBILE", "FIXED_LINE_OR_MOBILE")
 
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django_sms2fa.providers.console.ConsoleProvider"}
@@ -280,6 +306,128 @@ class Sms2faSettings:
             raise Sms2faConfigurationError(
                 "SMS2FA['PASSWORDLESS_UNKNOWN_NUMBER'] must be 'silent' or 'notify'.",
                 check_id="sms2fa.E009",
+            )
+        return value
+
+    @property
+    def LIMITS(self) -> dict[str, list[str]]:
+        """Send limits per scope (``phone``, ``ip``, ``user``, ``country``,
+        ``global``), each a list of rates like ``"5/10m"``. Keys given replace
+        the defaults of that scope; ``[]`` turns a scope off."""
+        limits = self._get("LIMITS", {})
+        if not isinstance(limits, dict) or any(
+            scope not in DEFAULT_LIMITS or not isinstance(rates, (list, tuple))
+            for scope, rates in limits.items()
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['LIMITS'] must map phone/ip/user/country/global to lists of rates.",
+                check_id="sms2fa.E010",
+            )
+        return {**DEFAULT_LIMITS, **{k: list(v) for k, v in limits.items()}}
+
+    @property
+    def LOCKOUT_THRESHOLD(self) -> int:
+        """Consecutive wrong codes (per account, or per phone without one) that
+        lock SMS verification. Default 10; 3–100 (NIST SP 800-63B-4 §3.2.2)."""
+        value = self._get("LOCKOUT_THRESHOLD", 10)
+        if not _is_int(value) or not 3 <= value <= 100:
+            raise Sms2faConfigurationError(
+                "SMS2FA['LOCKOUT_THRESHOLD'] must be an integer from 3 to 100.",
+                check_id="sms2fa.E010",
+            )
+        return value
+
+    @property
+    def LOCKOUT_MEMORY(self) -> int:
+        """Seconds a failure count is kept after the last failure. Default 30 days."""
+        value = self._get("LOCKOUT_MEMORY", 30 * 86400)
+        if not _is_int(value) or value < 3600:
+            raise Sms2faConfigurationError(
+                "SMS2FA['LOCKOUT_MEMORY'] must be at least 3600 seconds.",
+                check_id="sms2fa.E010",
+            )
+        return value
+
+    @property
+    def PUMPING(self) -> dict[str, float]:
+        """The SMS-pumping breaker; keys as in ``DEFAULT_PUMPING``."""
+        value = self._get("PUMPING", {})
+        if not isinstance(value, dict) or set(value) - set(DEFAULT_PUMPING):
+            raise Sms2faConfigurationError(
+                f"SMS2FA['PUMPING'] takes the keys {sorted(DEFAULT_PUMPING)}.",
+                check_id="sms2fa.E010",
+            )
+        merged = {**DEFAULT_PUMPING, **value}
+        if not (
+            0 <= merged["MIN_VERIFIED_RATIO"] <= 1
+            and merged["WINDOW"] >= 60
+            and merged["MIN_SENDS"] >= 1
+            and merged["SUSPEND_FOR"] >= 1
+            and 2 <= merged["PREFIX_DIGITS"] <= 15
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['PUMPING'] has a value out of range.", check_id="sms2fa.E010"
+            )
+        return merged
+
+    @property
+    def ALLOWED_REGIONS(self) -> frozenset[str] | None:
+        """Regions SMS may go to (``{"SE", "NO"}``). Default ``None``: all —
+        which system check W005 warns about."""
+        value = self._get("ALLOWED_REGIONS", None)
+        if value is None:
+            return None
+        import phonenumbers
+
+        if isinstance(value, str) or not all(
+            isinstance(r, str) and r.upper() in phonenumbers.SUPPORTED_REGIONS for r in value
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['ALLOWED_REGIONS'] must be a list of region codes.",
+                check_id="sms2fa.E010",
+            )
+        return frozenset(r.upper() for r in value)
+
+    @property
+    def ALLOWED_NUMBER_TYPES(self) -> frozenset[str]:
+        """``phonenumbers.PhoneNumberType`` names SMS may go to. Default mobile
+        and fixed-line-or-mobile; premium-rate, shared-cost, toll-free and
+        unknown numbers are refused (shared/security.md item 20)."""
+        value = self._get("ALLOWED_NUMBER_TYPES", DEFAULT_NUMBER_TYPES)
+        import phonenumbers
+
+        names = set(vars(phonenumbers.PhoneNumberType)) - {"values", "to_string"}
+        if isinstance(value, str) or not value or not all(v in names for v in value):
+            raise Sms2faConfigurationError(
+                "SMS2FA['ALLOWED_NUMBER_TYPES'] must list phonenumbers.PhoneNumberType names.",
+                check_id="sms2fa.E010",
+            )
+        return frozenset(value)
+
+    @property
+    def TEST_NUMBERS(self) -> dict[str, str]:
+        """E.164 number → fixed code, for app-store reviewers. Never sends an SMS.
+        Default ``{}``; system check W006 warns while any are set."""
+        value = self._get("TEST_NUMBERS", {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.isascii() and v.isdigit()
+            for k, v in value.items()
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['TEST_NUMBERS'] must map E.164 numbers to digit codes.",
+                check_id="sms2fa.E010",
+            )
+        return dict(value)
+
+    @property
+    def TRUSTED_PROXY_COUNT(self) -> int:
+        """Reverse proxies in front of the site. Default 0: the client IP is
+        ``REMOTE_ADDR`` and ``X-Forwarded-For`` is ignored (it is spoofable)."""
+        value = self._get("TRUSTED_PROXY_COUNT", 0)
+        if not _is_int(value) or not 0 <= value <= 5:
+            raise Sms2faConfigurationError(
+                "SMS2FA['TRUSTED_PROXY_COUNT'] must be an integer from 0 to 5.",
+                check_id="sms2fa.E010",
             )
         return value
 

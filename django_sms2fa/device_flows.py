@@ -84,6 +84,7 @@ def confirm_phone(user: Any, device_id: Any, challenge_id: Any, code: Any) -> Ph
         Challenge.objects.filter(pk=challenge.pk).update(consumed_at=now)
         others = list(PhoneDevice.objects.filter(user=user, confirmed=True).exclude(pk=device.pk))
         old = device.replaces
+        old_pk = old.pk if old is not None else None  # delete() clears old.pk
         device.confirmed, device.replaces, device.last_used_at = True, None, now
         device.save(update_fields=["confirmed", "replaces", "last_used_at"])
         if old is not None:
@@ -92,7 +93,7 @@ def confirm_phone(user: Any, device_id: Any, challenge_id: Any, code: Any) -> Ph
     # Notices go after the commit and outside it: provider calls never run in
     # a transaction, and a failed notice must not undo the change.
     for other in others:
-        if old is not None and other.pk == old.pk:
+        if old_pk is not None and other.pk == old_pk:
             flows.send_notice(
                 phone=other.number, text=adapter.phone_replaced_text(other.number, device.number)
             )
@@ -103,10 +104,14 @@ def confirm_phone(user: Any, device_id: Any, challenge_id: Any, code: Any) -> Ph
 
 
 def remove_phone(user: Any, device_id: Any, *, verified_session: bool) -> None:
-    """Remove one of the user's phones; only from a session that proved a second factor."""
-    if not verified_session:
-        raise SecondFactorRequired()
+    """Remove one of the user's phones.
+
+    A confirmed phone only from a session that proved a second factor; a phone
+    still being enrolled (unconfirmed) at any time.
+    """
     device = _own_device(user, device_id)
+    if device.confirmed and not verified_session:
+        raise SecondFactorRequired()
     device.delete()
     signals.device_removed.send(sender=PhoneDevice, device=device)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import signing
-from django.utils import timezone
+from django.utils import timezone  # noqa: F401  (used by redeem_phone_token)
 
 from . import flows
 from .adapter import get_adapter
@@ -56,8 +56,14 @@ def start_passwordless(
     adapter = get_adapter()
     user = adapter.get_user_by_phone(e164)
     if user is not None:
+        device = PhoneDevice.objects.filter(user=user, number=e164, confirmed=True).first()
         return flows.request_challenge(
-            phone=e164, purpose=Purpose.PASSWORDLESS, user=user, client=client, language=language
+            phone=e164,
+            purpose=Purpose.PASSWORDLESS,
+            user=user,
+            device=device,
+            client=client,
+            language=language,
         )
     challenge = flows.request_challenge(
         phone=e164, purpose=Purpose.PASSWORDLESS, client=client, deliver=False
@@ -67,8 +73,9 @@ def start_passwordless(
     return challenge
 
 
-def finish_passwordless(challenge_id: Any, code: Any) -> Any:
-    """Check a passwordless code; returns the user to log in.
+def finish_passwordless(challenge_id: Any, code: Any) -> tuple[Any, PhoneDevice | None]:
+    """Check a passwordless code; returns the user to log in and the phone
+    that proved it (for ``django_otp.login``).
 
     :raises ChallengeNotFound: the account is gone or inactive.
     """
@@ -76,9 +83,12 @@ def finish_passwordless(challenge_id: Any, code: Any) -> Any:
     user = challenge.user
     if user is None or not user.is_active:
         raise ChallengeNotFound()
-    if challenge.device_id is not None:
-        PhoneDevice.objects.filter(pk=challenge.device_id).update(last_used_at=timezone.now())
-    return user
+    device = challenge.device
+    if device is None or not device.confirmed:
+        device = PhoneDevice.objects.filter(
+            user=user, number=challenge.phone, confirmed=True
+        ).first()
+    return user, device
 
 
 def issue_phone_token(challenge: Challenge) -> str:

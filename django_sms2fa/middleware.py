@@ -39,7 +39,8 @@ class SecondFactorMiddleware:
                 "SecondFactorMiddleware must come after AuthenticationMiddleware and "
                 "django_otp.middleware.OTPMiddleware."
             )
-        if user.is_authenticated and not _is_verified(user):
+        verified = _is_verified(user)  # also proves OTPMiddleware ran, on every request
+        if user.is_authenticated and not verified:
             if get_adapter().has_second_factor(user):
                 anonymous = AnonymousUser()
                 # What OTPMiddleware gives every user, so otp_required and

@@ -13,7 +13,12 @@ from typing import Any
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404
 from django.utils.translation import gettext as _
 
@@ -77,6 +82,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 "delivery_failed", domain.DeliveryFailed.default_message, http_status
             )
         return error_response(exc.code, exc.message, http_status, retry_after=retry_after, **extra)
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)):
+        return error_response("request_too_large", _("The request is too large."), 413)
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -95,9 +102,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 def _flatten(detail: Any) -> Any:
     if isinstance(detail, dict):
-        return {key: _flatten(value) for key, value in detail.items()}
+        return {_text(key): _flatten(value) for key, value in detail.items()}
     if isinstance(detail, list):
         return [
-            str(item) if not isinstance(item, (dict, list)) else _flatten(item) for item in detail
+            _flatten(item) if isinstance(item, (dict, list)) else _text(item) for item in detail
         ]
-    return [str(detail)]
+    return [_text(detail)]
+
+
+def _text(value: Any) -> str:
+    # Lone surrogates from a client's JSON cannot be encoded as UTF-8; escape
+    # them rather than fail while answering.
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -6,6 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from django.utils.translation import gettext_lazy as _
+
 from ..flows import resend_ready_at
 from ..models import Challenge, PhoneDevice, Purpose
 
@@ -16,7 +18,11 @@ _CODE = {"max_length": 32, "trim_whitespace": False}
 
 class ChallengeRequestSerializer(serializers.Serializer):
     phone = serializers.CharField(**_PHONE)
-    purpose = serializers.ChoiceField(choices=[Purpose.VERIFY_PHONE, Purpose.PASSWORDLESS])
+    purpose = serializers.ChoiceField(
+        choices=[Purpose.VERIFY_PHONE, Purpose.PASSWORDLESS],
+        # Fixed text: the default message echoes the input back.
+        error_messages={"invalid_choice": _("Choose verify_phone or passwordless.")},
+    )
 
 
 class CodeSerializer(serializers.Serializer):
@@ -90,3 +96,164 @@ class VerifiedSerializer(serializers.Serializer):
 class EnrolmentSerializer(serializers.Serializer):
     device = DeviceSerializer()
     challenge = ChallengeSerializer()
+
+
+# ---------------------------------------------------------------------------
+# OpenAPI only: the error answers, path parameters and request examples that the
+# views' ``extend_schema`` decorators document. Nothing here validates or
+# renders anything; without drf-spectacular (the "openapi" extra) the helpers
+# return empty values, which the no-op ``extend_schema`` ignores.
+
+#: What each client-visible error code means (``errors.py`` builds the bodies).
+ERROR_CODE_TEXT: dict[str, str] = {
+    "invalid": "the body does not validate; `fields` maps each field to its messages",
+    "parse_error": "the body is not well-formed (JSON, form)",
+    "unsupported_media_type": "the body's Content-Type is not JSON, a form or multipart",
+    "not_authenticated": "no logged-in session",
+    "permission_denied": "refused, e.g. a logged-in session's request without its CSRF token",
+    "rate_limited": "too many requests (the resend cooldown, or the site's DRF throttling); "
+    "retry after `retry_after` seconds",
+    "invalid_phone": "not a valid phone number",
+    "invalid_code": "not a code (ASCII digits only); no attempt is used",
+    "incorrect_code": "wrong code; `attempts_left` attempts remain",
+    "invalid_credentials": "wrong username or password",
+    "second_factor_required": "the session must first prove a second factor",
+    "challenge_not_found": "no such challenge, or not this client's, or not for this endpoint",
+    "device_not_found": "no such phone for this user",
+    "phone_already_enrolled": "this number is already confirmed for the user",
+    "challenge_expired": "the code has expired",
+    "challenge_used": "the code has already been used",
+    "challenge_cancelled": "the challenge was cancelled",
+    "challenge_undeliverable": "the challenge's SMS could not be sent",
+    "login_expired": "no pending password login (or it expired): log in again",
+    "too_many_attempts": "the attempts are used up; request a new code",
+    "delivery_failed": "the SMS provider could not be reached or refused the SMS",
+}
+
+_STATUS_TEXT = {
+    400: "Invalid input",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    410: "Gone: the challenge or login can no longer be used",
+    415: "Unsupported media type",
+    429: "Too many requests (`Retry-After` header, `retry_after` in the body)",
+    503: "The SMS provider is unavailable",
+}
+
+
+def _error_schema(status: int, codes: list[str]) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "code": {"type": "string", "enum": codes, "description": "A stable error code."},
+        "message": {"type": "string", "description": "A translated text for people."},
+    }
+    required = ["code", "message"]
+    if status == 429:
+        detail["retry_after"] = {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Seconds to wait before trying again (also the Retry-After header).",
+        }
+        required.append("retry_after")
+    if "incorrect_code" in codes:
+        detail["attempts_left"] = {
+            "type": "integer",
+            "minimum": 0,
+            "description": "With `incorrect_code`: how many more codes may be tried.",
+        }
+    if "invalid" in codes:
+        detail["fields"] = {
+            "type": "object",
+            "description": "With `invalid`: each field's error messages.",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        }
+    return {
+        "type": "object",
+        "properties": {"error": {"type": "object", "properties": detail, "required": required}},
+        "required": ["error"],
+    }
+
+
+def error_responses(errors: dict[int, list[str]]) -> dict[int, Any]:
+    """``extend_schema(responses=...)`` entries for an operation's errors.
+
+    ``errors`` maps each HTTP status to the stable codes the operation answers
+    with it; the schema of each answer lists exactly those codes.
+    """
+    try:
+        from drf_spectacular.utils import OpenApiResponse
+    except ImportError:  # pragma: no cover - the openapi extra is absent
+        return {}
+    responses: dict[int, Any] = {}
+    for status, codes in sorted(errors.items()):
+        lines = "\n".join(f"* `{code}`: {ERROR_CODE_TEXT.get(code, code)}" for code in codes)
+        responses[status] = OpenApiResponse(
+            response=_error_schema(status, list(codes)),
+            description=f"{_STATUS_TEXT.get(status, 'Error')}.\n\n{lines}",
+        )
+    return responses
+
+
+def schema_parameters(*, challenge_id: bool = False, device_id: bool = False) -> list[Any]:
+    """Path parameters in their real formats, and the 429 ``Retry-After`` header."""
+    try:
+        from drf_spectacular.types import OpenApiTypes
+        from drf_spectacular.utils import OpenApiParameter
+    except ImportError:  # pragma: no cover - the openapi extra is absent
+        return []
+    parameters = [
+        OpenApiParameter(
+            "Retry-After",
+            {"type": "integer", "minimum": 0},
+            OpenApiParameter.HEADER,
+            required=True,
+            description="Seconds to wait before trying again.",
+            response=[429],
+        )
+    ]
+    if challenge_id:
+        parameters.append(
+            OpenApiParameter(
+                "challenge_id",
+                OpenApiTypes.UUID,
+                OpenApiParameter.PATH,
+                required=True,
+                description="The challenge's `id`.",
+            )
+        )
+    if device_id:
+        parameters.append(
+            OpenApiParameter(
+                "device_id",
+                {"type": "integer", "format": "int64", "minimum": 0},
+                OpenApiParameter.PATH,
+                required=True,
+                description="The phone's `id` (from `GET devices/`).",
+            )
+        )
+    return parameters
+
+
+def request_examples(**examples: dict[str, Any]) -> list[Any]:
+    """Named request-body examples (``examples=`` of ``extend_schema``)."""
+    try:
+        from drf_spectacular.utils import OpenApiExample
+    except ImportError:  # pragma: no cover - the openapi extra is absent
+        return []
+    return [
+        OpenApiExample(name.replace("_", " "), value=value, request_only=True)
+        for name, value in examples.items()
+    ]
+
+
+def _document_method_fields() -> None:
+    """Types of the answer fields computed by methods, which the schema cannot infer."""
+    try:
+        from drf_spectacular.types import OpenApiTypes
+        from drf_spectacular.utils import extend_schema_field
+    except ImportError:  # pragma: no cover - the openapi extra is absent
+        return
+    extend_schema_field(OpenApiTypes.DATETIME)(ChallengeSerializer.get_resend_at)
+
+
+_document_method_fields()

@@ -18,6 +18,8 @@ from django.utils import timezone
 from ..models import Challenge
 
 PENDING_KEY = "sms2fa_pending_login"
+#: How the session logged in: "password+sms", "passwordless" (the phone alone).
+METHOD_KEY = "sms2fa_login_method"
 OWNED_KEY = "sms2fa_challenges"
 MAX_OWNED = 20
 
@@ -44,6 +46,13 @@ def get_pending_login(request: Any) -> dict[str, str] | None:
         clear_pending_login(request)
         return None
     return pending
+
+
+def extend_pending_login(request: Any, challenge: Challenge) -> None:
+    """After a resend of the pending login's challenge, its new expiry applies."""
+    pending = request.session.get(PENDING_KEY)
+    if isinstance(pending, dict) and pending.get("challenge_id") == str(challenge.pk):
+        request.session[PENDING_KEY] = {**pending, "expires_at": challenge.expires_at.isoformat()}
 
 
 def clear_pending_login(request: Any) -> None:

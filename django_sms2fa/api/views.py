@@ -12,6 +12,7 @@ from typing import Any
 from django_otp import login as otp_login
 from rest_framework import status
 from rest_framework.authentication import BasicAuthentication
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -53,6 +54,9 @@ def is_verified(request: Request) -> bool:
 
 class Sms2faAPIView(APIView):
     permission_classes = [AllowAny]
+    # JSON only: a cross-site HTML form can post form-encoded bodies, and the
+    # anonymous endpoints (login/, challenges/) are not CSRF-protected.
+    parser_classes = [JSONParser]
 
     def get_authenticators(self) -> list[Any]:
         return [
@@ -112,8 +116,26 @@ def _phone_login_backend() -> str:
 class ChallengeListView(Sms2faAPIView):
     @extend_schema(
         request=s.ChallengeRequestSerializer,
-        responses={202: s.ChallengeSerializer},
+        responses={
+            202: s.ChallengeSerializer,
+            **s.error_responses(
+                {
+                    400: ["invalid", "parse_error", "invalid_phone"],
+                    403: ["permission_denied"],
+                    415: ["unsupported_media_type"],
+                    429: ["rate_limited"],
+                    503: ["delivery_failed"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(),
+        examples=s.request_examples(
+            passwordless={"phone": "+46701234567", "purpose": "passwordless"},
+            verify_phone={"phone": "+46701234567", "purpose": "verify_phone"},
+        ),
         summary="Send a code to a phone (verify_phone or passwordless)",
+        description="A passwordless request for a number without an account gets the same "
+        "answer as one with an account, and no SMS.",
     )
     def post(self, request: Request) -> Response:
         data = _valid(s.ChallengeRequestSerializer, request)
@@ -132,7 +154,20 @@ class ChallengeListView(Sms2faAPIView):
 
 
 class ChallengeDetailView(Sms2faAPIView):
-    @extend_schema(responses={204: None}, summary="Cancel a challenge")
+    @extend_schema(
+        responses={
+            204: None,
+            **s.error_responses(
+                {
+                    403: ["permission_denied"],
+                    404: ["challenge_not_found"],
+                    429: ["rate_limited"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(challenge_id=True),
+        summary="Cancel a challenge",
+    )
     def delete(self, request: Request, challenge_id: str) -> Response:
         challenge = self.owned_challenge(request, challenge_id)
         flows.cancel_challenge(challenge.pk)
@@ -142,28 +177,79 @@ class ChallengeDetailView(Sms2faAPIView):
 class ChallengeResendView(Sms2faAPIView):
     @extend_schema(
         request=None,
-        responses={202: s.ChallengeSerializer},
+        responses={
+            202: s.ChallengeSerializer,
+            **s.error_responses(
+                {
+                    403: ["permission_denied"],
+                    404: ["challenge_not_found"],
+                    410: [
+                        "challenge_expired",
+                        "challenge_used",
+                        "challenge_cancelled",
+                        "challenge_undeliverable",
+                    ],
+                    429: ["rate_limited", "too_many_attempts"],
+                    503: ["delivery_failed"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(challenge_id=True),
         summary="Send a new code; the old one stops working",
+        description="Sends are at least `RESEND_INTERVAL` seconds apart (`resend_at`); "
+        "sooner answers 429 `rate_limited`.",
     )
     def post(self, request: Request, challenge_id: str) -> Response:
         challenge = self.owned_challenge(request, challenge_id)
         challenge = flows.resend_challenge(challenge.pk)
+        # A pending login lives as long as its code: a resend extends both.
+        session.extend_pending_login(request, challenge)
         return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
 
 
 class ChallengeVerifyView(Sms2faAPIView):
     @extend_schema(
         request=s.CodeSerializer,
-        responses={200: s.VerifiedSerializer},
+        responses={
+            200: s.VerifiedSerializer,
+            **s.error_responses(
+                {
+                    400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
+                    403: ["permission_denied"],
+                    404: ["challenge_not_found"],
+                    410: [
+                        "challenge_expired",
+                        "challenge_used",
+                        "challenge_cancelled",
+                        "challenge_undeliverable",
+                    ],
+                    415: ["unsupported_media_type"],
+                    429: ["rate_limited", "too_many_attempts"],
+                    503: ["delivery_failed"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(challenge_id=True),
+        examples=s.request_examples(code={"code": "123456"}),
         summary="Check a code: a phone_token (verify_phone) or a login (passwordless)",
+        description="For `verify_phone`, the answer's `phone_token` is redeemed by "
+        "registration code (`login_flows.redeem_phone_token`); for `passwordless`, the user "
+        "is logged in and the answer carries `user`.",
     )
     def post(self, request: Request, challenge_id: str) -> Response:
         data = _valid(s.CodeSerializer, request)
         challenge = self.owned_challenge(request, challenge_id)
         if challenge.purpose == Purpose.PASSWORDLESS:
-            user = login_flows.finish_passwordless(challenge.pk, data["code"])
+            user, device = login_flows.finish_passwordless(challenge.pk, data["code"])
             session.clear_pending_login(request)
             login(request._request, user, backend=_phone_login_backend())
+            if device is not None:
+                # The phone that got the code is what authenticated this
+                # session: mark it verified, or SecondFactorMiddleware would
+                # treat the new session as anonymous. Sites wanting more for
+                # sensitive actions can read sms2fa_login_method.
+                otp_login(request._request, device)
+            request.session[session.METHOD_KEY] = "passwordless"
             body = get_adapter().login_response(request, user)
             return Response({"verified": True, "purpose": challenge.purpose, **body})
         if challenge.purpose != Purpose.VERIFY_PHONE or challenge.device_id is not None:
@@ -185,8 +271,27 @@ class ChallengeVerifyView(Sms2faAPIView):
 class LoginView(Sms2faAPIView):
     @extend_schema(
         request=s.LoginSerializer,
-        responses={200: s.LoginAnswerSerializer},
+        responses={
+            200: s.LoginAnswerSerializer,
+            **s.error_responses(
+                {
+                    400: ["invalid", "parse_error", "invalid_credentials"],
+                    403: ["permission_denied"],
+                    415: ["unsupported_media_type"],
+                    429: ["rate_limited"],
+                    503: ["delivery_failed"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(),
+        examples=s.request_examples(
+            login={"username": "alice", "password": "correct horse battery staple"}
+        ),
         summary="Password first; a code follows when the user has a phone",
+        description="`mfa_required: true` with a `challenge` (the code went to the user's "
+        "phone; nobody is logged in yet: send it to `login/verify/`), or `mfa_required: "
+        "false` with `user`, logged in (`enrollment_required: true` when the site requires "
+        "a second factor and the user has no phone yet).",
     )
     def post(self, request: Request) -> Response:
         data = _valid(s.LoginSerializer, request)
@@ -211,7 +316,30 @@ class LoginView(Sms2faAPIView):
 class LoginVerifyView(Sms2faAPIView):
     @extend_schema(
         request=s.LoginVerifySerializer,
-        responses={200: s.LoginAnswerSerializer},
+        responses={
+            200: s.LoginAnswerSerializer,
+            **s.error_responses(
+                {
+                    400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
+                    403: ["permission_denied"],
+                    404: ["challenge_not_found"],
+                    410: [
+                        "login_expired",
+                        "challenge_expired",
+                        "challenge_used",
+                        "challenge_cancelled",
+                        "challenge_undeliverable",
+                    ],
+                    415: ["unsupported_media_type"],
+                    429: ["rate_limited", "too_many_attempts"],
+                    503: ["delivery_failed"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(),
+        examples=s.request_examples(
+            code={"challenge": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "code": "123456"}
+        ),
         summary="The code after the password; logs in with the phone verified",
     )
     def post(self, request: Request) -> Response:
@@ -229,6 +357,7 @@ class LoginVerifyView(Sms2faAPIView):
         session.clear_pending_login(request)
         login(request._request, user, backend=pending["backend"])  # new session key
         otp_login(request._request, device)
+        request.session[session.METHOD_KEY] = "password+sms"
         return Response({"mfa_required": False, **get_adapter().login_response(request, user)})
 
 
@@ -238,15 +367,42 @@ class LoginVerifyView(Sms2faAPIView):
 class DeviceListView(Sms2faAPIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: s.DeviceSerializer(many=True)}, summary="The user's phones")
+    @extend_schema(
+        responses={
+            200: s.DeviceSerializer(many=True),
+            **s.error_responses({403: ["not_authenticated"], 429: ["rate_limited"]}),
+        },
+        parameters=s.schema_parameters(),
+        summary="The user's phones",
+    )
     def get(self, request: Request) -> Response:
         devices = PhoneDevice.objects.filter(user=request.user).order_by("pk")
         return Response(s.DeviceSerializer(devices, many=True).data)
 
     @extend_schema(
         request=s.DeviceEnrolSerializer,
-        responses={202: s.EnrolmentSerializer},
+        responses={
+            202: s.EnrolmentSerializer,
+            **s.error_responses(
+                {
+                    400: ["invalid", "parse_error", "invalid_phone"],
+                    403: ["not_authenticated", "permission_denied", "second_factor_required"],
+                    404: ["device_not_found"],
+                    409: ["phone_already_enrolled"],
+                    415: ["unsupported_media_type"],
+                    429: ["rate_limited"],
+                    503: ["delivery_failed"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(),
+        examples=s.request_examples(
+            add={"phone": "+46701234567"}, replace={"phone": "+46701234567", "replaces": 1}
+        ),
         summary="Add a phone (or replace one); a code confirms it",
+        description="A user who already has a confirmed phone must first prove a second "
+        "factor in this session (403 `second_factor_required`). The new phone is confirmed "
+        "with `devices/{device_id}/confirm/`.",
     )
     def post(self, request: Request) -> Response:
         data = _valid(s.DeviceEnrolSerializer, request)
@@ -269,7 +425,29 @@ class DeviceConfirmView(Sms2faAPIView):
 
     @extend_schema(
         request=s.DeviceConfirmSerializer,
-        responses={200: s.DeviceSerializer},
+        responses={
+            200: s.DeviceSerializer,
+            **s.error_responses(
+                {
+                    400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
+                    403: ["not_authenticated", "permission_denied"],
+                    404: ["device_not_found", "challenge_not_found"],
+                    410: [
+                        "challenge_expired",
+                        "challenge_used",
+                        "challenge_cancelled",
+                        "challenge_undeliverable",
+                    ],
+                    415: ["unsupported_media_type"],
+                    429: ["rate_limited", "too_many_attempts"],
+                    503: ["delivery_failed"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(device_id=True),
+        examples=s.request_examples(
+            code={"challenge": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "code": "123456"}
+        ),
         summary="Confirm a phone with its code",
     )
     def post(self, request: Request, device_id: int) -> Response:
@@ -277,16 +455,29 @@ class DeviceConfirmView(Sms2faAPIView):
         device = device_flows.confirm_phone(
             request.user, device_id, data["challenge"], data["code"]
         )
-        if not is_verified(request):
-            # The session has just proved this phone: it is now verified.
-            otp_login(request._request, device)
+        # The session has just proved this phone: verified with it from now on
+        # (also when it replaced the phone the session was verified with).
+        otp_login(request._request, device)
         return Response(s.DeviceSerializer(device).data)
 
 
 class DeviceDetailView(Sms2faAPIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={204: None}, summary="Remove a phone (second factor required)")
+    @extend_schema(
+        responses={
+            204: None,
+            **s.error_responses(
+                {
+                    403: ["not_authenticated", "permission_denied", "second_factor_required"],
+                    404: ["device_not_found"],
+                    429: ["rate_limited"],
+                }
+            ),
+        },
+        parameters=s.schema_parameters(device_id=True),
+        summary="Remove a phone (second factor required)",
+    )
     def delete(self, request: Request, device_id: int) -> Response:
         device_flows.remove_phone(request.user, device_id, verified_session=is_verified(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
