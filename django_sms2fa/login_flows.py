@@ -14,7 +14,7 @@ from django.utils import timezone  # noqa: F401  (used by redeem_phone_token)
 from . import flows
 from .adapter import get_adapter
 from .conf import app_settings
-from .exceptions import ChallengeNotFound, InvalidPhoneToken
+from .exceptions import ChallengeNotFound, DeliveryFailed, InvalidPhoneToken
 from .models import Challenge, ChallengeStatus, PhoneDevice, Purpose
 from .phones import normalize_phone
 from .types import ClientInfo
@@ -57,14 +57,21 @@ def start_passwordless(
     user = adapter.get_user_by_phone(e164)
     if user is not None:
         device = PhoneDevice.objects.filter(user=user, number=e164, confirmed=True).first()
-        return flows.request_challenge(
-            phone=e164,
-            purpose=Purpose.PASSWORDLESS,
-            user=user,
-            device=device,
-            client=client,
-            language=language,
-        )
+        try:
+            return flows.request_challenge(
+                phone=e164,
+                purpose=Purpose.PASSWORDLESS,
+                user=user,
+                device=device,
+                client=client,
+                language=language,
+            )
+        except DeliveryFailed as err:
+            # Answering 503 here and 202 for an unknown number would tell an
+            # attacker which numbers have accounts whenever the provider is
+            # down. The challenge is recorded as undeliverable; the caller
+            # gets the same answer as for any other number.
+            return Challenge.objects.get(pk=err.context["challenge_id"])
     challenge = flows.request_challenge(
         phone=e164, purpose=Purpose.PASSWORDLESS, client=client, deliver=False
     )

@@ -9,6 +9,9 @@ Put it after ``django_otp.middleware.OTPMiddleware``::
         "django_sms2fa.middleware.SecondFactorMiddleware",
     ]
 
+A passwordless session (logged in with the phone's code alone) stays
+authenticated but is never *verified*: it has one factor.
+
 A session that logged in with a password alone — through any view: the admin,
 ``LoginView``, a third-party login, DRF's session login — belongs to a user
 with a confirmed phone but has not proved it. For such a request
@@ -26,6 +29,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse
 
 from .adapter import get_adapter
+from .session_keys import METHOD_KEY, PASSWORDLESS
 
 
 class SecondFactorMiddleware:
@@ -40,7 +44,7 @@ class SecondFactorMiddleware:
                 "django_otp.middleware.OTPMiddleware."
             )
         verified = _is_verified(user)  # also proves OTPMiddleware ran, on every request
-        if user.is_authenticated and not verified:
+        if user.is_authenticated and not verified and not _passwordless(request):
             if get_adapter().has_second_factor(user):
                 anonymous = AnonymousUser()
                 # What OTPMiddleware gives every user, so otp_required and
@@ -48,8 +52,20 @@ class SecondFactorMiddleware:
                 anonymous.otp_device = None
                 anonymous.is_verified = lambda: False
                 request.user = anonymous
+
+                async def auser() -> Any:
+                    return anonymous
+
+                request.auser = auser  # async views read the user through this
                 request.sms2fa_unverified_user = user  # for logout views and the audit
         return self.get_response(request)
+
+
+def _passwordless(request: HttpRequest) -> bool:
+    # A passwordless login (the phone's code alone) is a real login with one
+    # factor: authenticated, never verified. See api/session.py.
+    session = getattr(request, "session", None)
+    return session is not None and session.get(METHOD_KEY) == PASSWORDLESS
 
 
 def _is_verified(user: Any) -> bool:

@@ -636,10 +636,16 @@ def test_provider_outage_on_resend_is_503(client, outbox):
     assert "SECRET" not in response.content.decode()
 
 
-def test_provider_outage_for_a_known_passwordless_number_is_503(client, phone_user, outbox):
+def test_provider_outage_for_a_known_passwordless_number_answers_like_any_number(
+    client, phone_user, outbox
+):
+    """A 503 only for numbers with an account would reveal who has one."""
     locmem.fail_next(ProviderUnavailable("down"))
     response = api_post(client, "challenges/", {"phone": PHONE, "purpose": "passwordless"})
-    assert_error(response, 503, "delivery_failed")
+    assert response.status_code == 202
+    challenge = Challenge.objects.get(pk=response.json()["id"])
+    assert challenge.status == "undeliverable"
+    assert outbox == []
 
 
 def test_provider_outage_while_checking_a_code_is_503_without_detail(

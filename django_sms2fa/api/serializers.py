@@ -107,8 +107,9 @@ class EnrolmentSerializer(serializers.Serializer):
 #: What each client-visible error code means (``errors.py`` builds the bodies).
 ERROR_CODE_TEXT: dict[str, str] = {
     "invalid": "the body does not validate; `fields` maps each field to its messages",
-    "parse_error": "the body is not well-formed (JSON, form)",
-    "unsupported_media_type": "the body's Content-Type is not JSON, a form or multipart",
+    "parse_error": "the body is not well-formed JSON",
+    "unsupported_media_type": "the body is not `application/json` (the API takes JSON only)",
+    "request_too_large": "the body is larger than the site accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)",
     "not_authenticated": "no logged-in session",
     "permission_denied": "refused, e.g. a logged-in session's request without its CSRF token",
     "rate_limited": "too many requests (the resend cooldown, or the site's DRF throttling); "
@@ -136,6 +137,7 @@ _STATUS_TEXT = {
     404: "Not found",
     409: "Conflict",
     410: "Gone: the challenge or login can no longer be used",
+    413: "Request too large",
     415: "Unsupported media type",
     429: "Too many requests (`Retry-After` header, `retry_after` in the body)",
     503: "The SMS provider is unavailable",

@@ -16,10 +16,10 @@ from typing import Any
 from django.utils import timezone
 
 from ..models import Challenge
+from ..session_keys import METHOD_KEY, PASSWORD_AND_SMS, PASSWORDLESS  # noqa: F401
 
 PENDING_KEY = "sms2fa_pending_login"
-#: How the session logged in: "password+sms", "passwordless" (the phone alone).
-METHOD_KEY = "sms2fa_login_method"
+
 OWNED_KEY = "sms2fa_challenges"
 MAX_OWNED = 20
 

@@ -122,6 +122,7 @@ class ChallengeListView(Sms2faAPIView):
                 {
                     400: ["invalid", "parse_error", "invalid_phone"],
                     403: ["permission_denied"],
+                    413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited"],
                     503: ["delivery_failed"],
@@ -223,6 +224,7 @@ class ChallengeVerifyView(Sms2faAPIView):
                         "challenge_cancelled",
                         "challenge_undeliverable",
                     ],
+                    413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited", "too_many_attempts"],
                     503: ["delivery_failed"],
@@ -243,13 +245,10 @@ class ChallengeVerifyView(Sms2faAPIView):
             user, device = login_flows.finish_passwordless(challenge.pk, data["code"])
             session.clear_pending_login(request)
             login(request._request, user, backend=_phone_login_backend())
-            if device is not None:
-                # The phone that got the code is what authenticated this
-                # session: mark it verified, or SecondFactorMiddleware would
-                # treat the new session as anonymous. Sites wanting more for
-                # sensitive actions can read sms2fa_login_method.
-                otp_login(request._request, device)
-            request.session[session.METHOD_KEY] = "passwordless"
+            # One factor (the phone), so the session is logged in but NOT
+            # verified: @otp_required, OTPAdminSite and phone management still
+            # ask for a second factor. SecondFactorMiddleware reads this key.
+            request.session[session.METHOD_KEY] = session.PASSWORDLESS
             body = get_adapter().login_response(request, user)
             return Response({"verified": True, "purpose": challenge.purpose, **body})
         if challenge.purpose != Purpose.VERIFY_PHONE or challenge.device_id is not None:
@@ -277,6 +276,7 @@ class LoginView(Sms2faAPIView):
                 {
                     400: ["invalid", "parse_error", "invalid_credentials"],
                     403: ["permission_denied"],
+                    413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited"],
                     503: ["delivery_failed"],
@@ -330,6 +330,7 @@ class LoginVerifyView(Sms2faAPIView):
                         "challenge_cancelled",
                         "challenge_undeliverable",
                     ],
+                    413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited", "too_many_attempts"],
                     503: ["delivery_failed"],
@@ -357,7 +358,7 @@ class LoginVerifyView(Sms2faAPIView):
         session.clear_pending_login(request)
         login(request._request, user, backend=pending["backend"])  # new session key
         otp_login(request._request, device)
-        request.session[session.METHOD_KEY] = "password+sms"
+        request.session[session.METHOD_KEY] = session.PASSWORD_AND_SMS
         return Response({"mfa_required": False, **get_adapter().login_response(request, user)})
 
 
@@ -389,6 +390,7 @@ class DeviceListView(Sms2faAPIView):
                     403: ["not_authenticated", "permission_denied", "second_factor_required"],
                     404: ["device_not_found"],
                     409: ["phone_already_enrolled"],
+                    413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited"],
                     503: ["delivery_failed"],
@@ -438,6 +440,7 @@ class DeviceConfirmView(Sms2faAPIView):
                         "challenge_cancelled",
                         "challenge_undeliverable",
                     ],
+                    413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited", "too_many_attempts"],
                     503: ["delivery_failed"],
