@@ -21,6 +21,10 @@ W002       limit counters in a per-process cache (local memory, dummy) with
 W003       an ``SMS2FA`` key that no setting reads (a typo?)
 W004       a provider that can only carry codes shorter than ``CODE_LENGTH``
            (telefon-ip: 4 digits), so its codes are shorter
+W005       ``ALLOWED_REGIONS`` is not set: codes may go to any country
+W006       ``TEST_NUMBERS`` is set: fixed codes log their owners in
+E010       ``LIMITS``, ``LOCKOUT_*``, ``PUMPING``, ``ALLOWED_*``, ``TEST_NUMBERS``
+           or ``TRUSTED_PROXY_COUNT`` is invalid
 ========== ==================================================================
 
 Each check reads the setting through :mod:`django_sms2fa.conf`, the same code
@@ -87,8 +91,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "PHONE_TOKEN_MAX_AGE",
         "REQUIRE_SECOND_FACTOR",
         "PASSWORDLESS_UNKNOWN_NUMBER",
+        "LOCKOUT_THRESHOLD",
+        "LOCKOUT_MEMORY",
+        "PUMPING",
+        "ALLOWED_NUMBER_TYPES",
+        "TRUSTED_PROXY_COUNT",
     ):
         _read(lambda name=name: getattr(app_settings, name), errors)
+    errors.extend(_check_destinations())
     from .adapter import get_adapter
 
     _read(get_adapter, errors, what="Building SMS2FA['ADAPTER']")
@@ -165,6 +175,36 @@ def _check_providers() -> list[checks.CheckMessage]:
                     id="sms2fa.W001",
                 )
             )
+    return errors
+
+
+def _check_destinations() -> list[checks.CheckMessage]:
+    from . import ratelimit
+
+    errors: list[checks.CheckMessage] = []
+    if _read(lambda: app_settings.LIMITS, errors) is not None:
+        for scope in app_settings.LIMITS:
+            _read(lambda scope=scope: ratelimit.rates_for(scope), errors)
+    regions = _read(lambda: app_settings.ALLOWED_REGIONS, errors)
+    if regions is None and not errors:
+        errors.append(
+            checks.Warning(
+                "SMS2FA['ALLOWED_REGIONS'] is not set: codes may be sent to any country.",
+                hint="List the regions your users are in (e.g. ['SE', 'NO']); SMS pumping "
+                "targets expensive destinations you never serve.",
+                id="sms2fa.W005",
+            )
+        )
+    numbers = _read(lambda: app_settings.TEST_NUMBERS, errors)
+    if numbers:
+        errors.append(
+            checks.Warning(
+                f"SMS2FA['TEST_NUMBERS'] sets {len(numbers)} number(s) with fixed codes: "
+                "anyone who knows them can log in as their owner.",
+                hint="Keep them only while an app-store review needs them.",
+                id="sms2fa.W006",
+            )
+        )
     return errors
 
 

@@ -120,6 +120,28 @@ class RateLimited(Sms2faError):
         return int(self.context.get("retry_after", 1))
 
 
+class VerificationLocked(RateLimited):
+    """Too many consecutive wrong codes for this account (or phone): SMS
+    verification is locked for ``retry_after`` seconds."""
+
+    code = "verification_locked"
+    default_message = _("Too many wrong codes. SMS verification is locked for a while.")
+
+
+class DestinationSuspended(RateLimited):
+    """Sending to this country or number range is suspended (SMS-pumping breaker)."""
+
+    code = "destination_suspended"
+    default_message = _("Codes cannot be sent to this number right now. Try again later.")
+
+
+class NumberNotAllowed(Sms2faError):
+    """The number is valid, but SMS may not go there (region or number type)."""
+
+    code = "number_not_allowed"
+    default_message = _("Codes cannot be sent to this phone number.")
+
+
 class InvalidCredentials(Sms2faError):
     code = "invalid_credentials"
     default_message = _("The username or password is not correct.")

@@ -40,7 +40,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
-from . import signals
+from . import ratelimit, signals
 from .codes import clean_submitted_code, code_matches, generate_code, hash_code
 from .conf import app_settings
 from .exceptions import (
@@ -50,16 +50,27 @@ from .exceptions import (
     ChallengeNotFound,
     ChallengeUndeliverable,
     DeliveryFailed,
+    DestinationSuspended,
     IncorrectCode,
+    NumberNotAllowed,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
     Sms2faConfigurationError,
     Sms2faError,
     TooManyAttempts,
+    VerificationLocked,
 )
-from .models import Challenge, ChallengeStatus, CheckedBy, Message, PhoneDevice, Purpose
-from .phones import mask_phone, normalize_phone, region_of
+from .models import (
+    Challenge,
+    ChallengeStatus,
+    CheckedBy,
+    Message,
+    PhoneDevice,
+    Purpose,
+    Refusal,
+)
+from .phones import mask_phone, normalize_phone, number_type_of, region_of
 from .providers import get_provider
 from .providers.base import BaseProvider
 from .types import FAILED, UNKNOWN, ClientInfo, OutgoingSms, SendResult
@@ -108,12 +119,18 @@ def request_challenge(
     """
     purpose = _valid_purpose(purpose)
     e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
+    client = client or ClientInfo()
+    user = user if getattr(user, "pk", None) is not None else None
+    fixed_code = app_settings.TEST_NUMBERS.get(e164)
+    # Every refusal happens here, before any row is written or provider called.
+    # A decoy (deliver=False) counts like a real send: the limits must answer
+    # the same for numbers with and without an account.
+    _guard_send(e164, user=user, client=client, count=fixed_code is None)
     chain = _provider_chain(e164)
     now = timezone.now()
-    client = client or ClientInfo()
     challenge = Challenge(
         id=uuid.uuid4(),
-        user=user if getattr(user, "pk", None) is not None else None,
+        user=user,
         device=device,
         phone=e164,
         purpose=purpose,
@@ -129,6 +146,14 @@ def request_challenge(
     # goes in with the row: one statement, and never a pending row without it.
     alias, provider = chain[0]
     code = _arm(challenge, alias, provider)
+    if fixed_code is not None:
+        # A configured test number (app-store review): a fixed code, checked
+        # like any other, and no SMS ever.
+        challenge.code_hash, challenge.checked_by = (
+            _hash_for(challenge, fixed_code),
+            CheckedBy.LOCAL,
+        )
+        deliver = False
     challenge.save(force_insert=True)
     logger.info("sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164))
     _send_signal(signals.challenge_requested, challenge=challenge)
@@ -143,6 +168,7 @@ def resend_challenge(
     user: Any = None,
     purpose: str | Iterable[str] | None = None,
     language: str | None = None,
+    client: ClientInfo | None = None,
 ) -> Challenge:
     """Send a new code for a pending challenge; the old code stops working.
 
@@ -167,11 +193,21 @@ def resend_challenge(
             retry_after=math.ceil((ready_at - now).total_seconds()),
         )
     deliver = bool(challenge.sends)  # a decoy (no SMS ever) stays silent
+    fixed_code = app_settings.TEST_NUMBERS.get(challenge.phone)
+    deliver = deliver and fixed_code is None
+    _guard_send(
+        challenge.phone,
+        user=challenge.user,
+        client=client or ClientInfo(),
+        count=fixed_code is None,
+    )
     chain = _provider_chain(challenge.phone)
     alias, provider = chain[0]
     old_hash = challenge.code_hash
     challenge.expires_at = now + timedelta(seconds=app_settings.CODE_LIFETIME)
     code = _arm(challenge, alias, provider)
+    if fixed_code is not None:
+        challenge.code_hash = _hash_for(challenge, fixed_code)
     updated = Challenge.objects.filter(
         pk=challenge.pk,
         status=ChallengeStatus.PENDING,
@@ -238,6 +274,8 @@ def verify_challenge(
     challenge = _load(challenge_id, user=user, purpose=purpose)
     now = timezone.now()
     _ensure_open(challenge, now)
+    subject = _lock_subject(challenge.phone, challenge.user_id)
+    _ensure_not_locked(subject, phone=challenge.phone, user_id=challenge.user_id)
     reserved = Challenge.objects.filter(
         pk=challenge.pk,
         status=ChallengeStatus.PENDING,
@@ -275,6 +313,10 @@ def verify_challenge(
         challenge.verified_at = challenge.closed_at = now
         if challenge.device_id is not None:
             PhoneDevice.objects.filter(pk=challenge.device_id).update(last_used_at=now)
+        # Only this factor's failure count; every other limiter keeps counting.
+        ratelimit.reset_failures(subject)
+        region, prefix = _destination(challenge.phone)
+        ratelimit.count_verified(region, prefix, created=challenge.created_at.timestamp())
         logger.info("sms2fa: challenge %s verified", challenge.pk)
         _send_signal(signals.challenge_verified, challenge=challenge)
         return challenge
@@ -284,6 +326,13 @@ def verify_challenge(
         "sms2fa: wrong code for challenge %s (%d attempts left)", challenge.pk, attempts_left
     )
     _count_wrong(challenge, now)
+    failures = ratelimit.record_failure(subject)
+    if failures == app_settings.LOCKOUT_THRESHOLD:
+        logger.warning(
+            "sms2fa: SMS verification locked after %d wrong codes (challenge %s)",
+            failures,
+            challenge.pk,
+        )
     _send_signal(signals.challenge_code_rejected, challenge=challenge, attempts_left=attempts_left)
     raise IncorrectCode(challenge_id=str(challenge.pk), attempts_left=attempts_left)
 
@@ -402,6 +451,108 @@ def _send_plain(
 
 
 # -------------------------------------------------------------------- internals
+
+
+# ------------------------------------------------------------ abuse defences
+
+
+def _destination(e164: str) -> tuple[str, str]:
+    return region_of(e164) or "ZZ", e164[: 1 + app_settings.PUMPING["PREFIX_DIGITS"]]
+
+
+def _lock_subject(phone: str, user_id: Any) -> str:
+    """Failures count per account, or per phone where there is no account."""
+    return f"user:{user_id}" if user_id is not None else f"phone:{phone}"
+
+
+def _guard_send(e164: str, *, user: Any, client: ClientInfo, count: bool) -> None:
+    """Refuse a send before anything is written or any provider is called.
+
+    :param count: whether this send counts against the limits (a decoy for an
+        unknown number counts too — limits must not tell numbers apart — but a
+        test number does not).
+    :raises NumberNotAllowed, VerificationLocked, DestinationSuspended, RateLimited:
+    """
+    region, prefix = _destination(e164)
+    user_id = getattr(user, "pk", None)
+    try:
+        allowed = app_settings.ALLOWED_REGIONS
+        if allowed is not None and region not in allowed:
+            raise NumberNotAllowed(limit="region")
+        if number_type_of(e164) not in app_settings.ALLOWED_NUMBER_TYPES:
+            raise NumberNotAllowed(limit="number_type")
+        _ensure_not_locked(_lock_subject(e164, user_id), phone=e164, user_id=user_id, record=False)
+        suspended = ratelimit.breaker_open_for(region, prefix)
+        if suspended:
+            raise DestinationSuspended(limit="pumping", retry_after=suspended)
+        if not count:
+            return
+        taken: list[ratelimit.Hit] = []
+        subjects = [
+            ("phone", e164),
+            ("ip", client.ip),
+            ("user", user_id),
+            ("country", region),
+            ("global", "all"),
+        ]
+        try:
+            for scope, subject in subjects:
+                if subject is not None:
+                    taken += ratelimit.take(scope, str(subject), ratelimit.rates_for(scope))
+        except RateLimited:
+            ratelimit.give_back(taken)
+            raise
+    except (RateLimited, NumberNotAllowed) as err:
+        _record_refusal(err, phone=e164, user_id=user_id, ip=client.ip)
+        raise
+
+
+def _ensure_not_locked(subject: str, *, phone: str, user_id: Any, record: bool = True) -> None:
+    state = ratelimit.lock_state(subject)
+    if state.locked_for:
+        err = VerificationLocked(limit="lockout", retry_after=state.locked_for)
+        if record:
+            _record_refusal(err, phone=phone, user_id=user_id, ip=None)
+        raise err
+
+
+def _record_refusal(err: Sms2faError, *, phone: str, user_id: Any, ip: str | None) -> None:
+    retry_after = err.context.get("retry_after")
+    Refusal.objects.create(
+        created_at=timezone.now(),
+        reason=err.code,
+        limit=str(err.context.get("limit", ""))[:16],
+        phone=phone,
+        user_id=user_id,
+        client_ip=ip,
+        retry_after=retry_after,
+    )
+    logger.info(
+        "sms2fa: refused %s for %s (%s, retry after %s s)",
+        err.code,
+        mask_phone(phone),
+        err.context.get("limit", ""),
+        retry_after,
+    )
+
+
+def _count_for_pumping(e164: str) -> None:
+    region, prefix = _destination(e164)
+    for scope, value in ratelimit.count_send(region, prefix):
+        logger.warning(
+            "sms2fa: SMS-pumping breaker tripped for %s %s: too few codes are verified; "
+            "sending there is suspended for %s s",
+            scope,
+            value,
+            app_settings.PUMPING["SUSPEND_FOR"],
+        )
+        _send_signal(
+            signals.pumping_suspected,
+            sender=Message,
+            scope=scope,
+            value=value,
+            suspended_for=app_settings.PUMPING["SUSPEND_FOR"],
+        )
 
 
 def _valid_purpose(purpose: str) -> str:
@@ -586,6 +737,7 @@ def _deliver(
             _record_failure(challenge, alias, err, text_kept)
             continue
         _record_success(challenge, alias, result, text_kept)
+        _count_for_pumping(challenge.phone)
         return
     _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
     raise DeliveryFailed(challenge_id=str(challenge.pk)) from last_error

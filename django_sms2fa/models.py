@@ -149,6 +149,31 @@ class Message(models.Model):
         return f"SMS {self.pk} via {self.provider} ({self.status})"
 
 
+class Refusal(models.Model):
+    """A request the abuse defences refused, for the audit: who, which rule, when."""
+
+    created_at = models.DateTimeField(db_index=True)
+    reason = models.CharField(max_length=32)  # the error code, e.g. "rate_limited"
+    limit = models.CharField(max_length=16, blank=True)  # phone, ip, user, country, global
+    phone = models.CharField(_("phone (E.164)"), max_length=16, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sms2fa_refusals",
+    )
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    retry_after = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refusal")
+        verbose_name_plural = _("refusals")
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.limit or '-'}) at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
 class PhoneDevice(TimestampMixin, Device):
     """A user's phone as a django-otp device.
 

@@ -69,3 +69,17 @@ def mask_phone(e164: str) -> str:
     if len(rest) <= 4:
         return "+" + country + "•" * len(rest)
     return "+" + country + "•" * (len(rest) - 2) + rest[-2:]
+
+
+def number_type_of(e164: str) -> str:
+    """The ``phonenumbers.PhoneNumberType`` name of a number (``"MOBILE"``, ``"PREMIUM_RATE"``)."""
+    try:
+        kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return "UNKNOWN"
+    names = {
+        value: name
+        for name, value in vars(phonenumbers.PhoneNumberType).items()
+        if isinstance(value, int)
+    }
+    return names.get(kind, "UNKNOWN")

@@ -40,3 +40,9 @@ device_confirmed = Signal()
 
 #: A user removed one of their phones. Args: ``device`` (already deleted).
 device_removed = Signal()
+
+#: The SMS-pumping breaker tripped: too few codes sent to a region or number
+#: prefix were verified, so sending there is suspended. Args: ``scope``
+#: (``"region"`` or ``"prefix"``), ``value`` (``"NG"``, ``"+23480"``),
+#: ``suspended_for`` (seconds). Connect an alert to it.
+pumping_suspected = Signal()

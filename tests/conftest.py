@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from django.core.cache import caches
 from django.db import connection
 
 from django_sms2fa.providers import locmem, reset_providers
@@ -11,9 +12,12 @@ from .http_support import LoopbackServer
 
 @pytest.fixture(autouse=True)
 def _clean_providers():
-    """Every test starts with an empty locmem outbox and fresh provider instances."""
+    """Every test starts with an empty locmem outbox, fresh provider instances
+    and an empty cache (limit and lockout counters live there)."""
     locmem.reset()
     reset_providers()
+    for cache in caches.all():
+        cache.clear()
     yield
     locmem.reset()
     reset_providers()
@@ -43,6 +47,15 @@ def sms2fa_settings(settings):
         return settings.SMS2FA
 
     return apply
+
+
+@pytest.fixture
+def send_limits(sms2fa_settings):
+    """The default send limits (the test settings turn them off)."""
+    from django_sms2fa.conf import DEFAULT_LIMITS
+
+    sms2fa_settings(LIMITS=DEFAULT_LIMITS)
+    return DEFAULT_LIMITS
 
 
 @pytest.fixture

@@ -70,15 +70,33 @@ elif TEST_DB == "sqlite":
 else:
     raise RuntimeError(f"SMS2FA_TEST_DB must be 'sqlite' or 'postgres', not {TEST_DB!r}")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The cache holds the send limits and lockouts. With PostgreSQL the suite uses
+# a real Redis (database 15 of SMS2FA_REDIS_URL), as production would; on
+# SQLite, the local-memory cache. SMS2FA_TEST_CACHE=redis|locmem overrides.
+TEST_CACHE = os.environ.get("SMS2FA_TEST_CACHE", "redis" if TEST_DB == "postgres" else "locmem")
+if TEST_CACHE == "redis":
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("SMS2FA_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        }
+    }
+elif TEST_CACHE == "locmem":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise RuntimeError(f"SMS2FA_TEST_CACHE must be 'redis' or 'locmem', not {TEST_CACHE!r}")
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
 
 SMS2FA = {
     "PROVIDERS": {"default": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"}},
     "DEFAULT_REGION": "SE",
-    # Most tests resend at once; the cooldown has tests of its own.
+    # Most tests resend at once and send many codes to one phone; the cooldown
+    # and the send limits have tests of their own (the `send_limits` fixture).
     "RESEND_INTERVAL": 0,
+    "LIMITS": {scope: [] for scope in ("phone", "ip", "user", "country", "global")},
+    # Likewise the SMS-pumping breaker (many tests send codes nobody verifies).
+    "PUMPING": {"MIN_SENDS": 10**9},
 }
 
 LOGGING = {

@@ -24,6 +24,7 @@ from django.contrib.auth import authenticate, get_user_model, login
 
 from .. import device_flows, flows, login_flows
 from ..adapter import get_adapter
+from ..client import client_info
 from ..conf import app_settings
 from ..exceptions import (
     ChallengeNotFound,
@@ -31,20 +32,12 @@ from ..exceptions import (
     LoginExpired,
 )
 from ..models import Challenge, PhoneDevice, Purpose
-from ..types import ClientInfo
 from . import serializers as s
 from . import session
 from .errors import exception_handler
 from .schema import extend_schema
 
 PHONE_BACKEND = "django_sms2fa.backends.PhoneCodeBackend"
-
-
-def client_info(request: Request) -> ClientInfo:
-    return ClientInfo(
-        ip=request.META.get("REMOTE_ADDR") or None,
-        user_agent=request.headers.get("User-Agent", "")[:300],
-    )
 
 
 def is_verified(request: Request) -> bool:
@@ -202,7 +195,7 @@ class ChallengeResendView(Sms2faAPIView):
     )
     def post(self, request: Request, challenge_id: str) -> Response:
         challenge = self.owned_challenge(request, challenge_id)
-        challenge = flows.resend_challenge(challenge.pk)
+        challenge = flows.resend_challenge(challenge.pk, client=client_info(request))
         # A pending login lives as long as its code: a resend extends both.
         session.extend_pending_login(request, challenge)
         return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
