@@ -25,8 +25,8 @@ from django_sms2fa.models import Challenge, ChallengeStatus
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
 THREADS = 50
-RIGHT_CODE_ROUNDS = int(os.environ.get("SMS2FA_RACE_ROUNDS", "20"))
-WRONG_CODE_ROUNDS = int(os.environ.get("SMS2FA_RACE_ROUNDS", "20"))
+RIGHT_CODE_ROUNDS = int(os.environ.get("SMS2FA_RACE_ROUNDS", "200"))
+WRONG_CODE_ROUNDS = int(os.environ.get("SMS2FA_RACE_ROUNDS", "200"))
 
 
 class RacePool:
