@@ -738,3 +738,13 @@ def test_a_device_challenge_cannot_be_verified_here(client, user, outbox):
     assert_error(verify(client, challenge_id, outbox[-1].code), 404, "challenge_not_found")
     assert fresh(challenge_id).attempts == 0
     assert not PhoneDevice.objects.get().confirmed
+
+
+@pytest.mark.parametrize("code", [123456, 12345.0, True, None, ["123456"], {"c": 1}])
+def test_a_code_that_is_not_a_json_string_is_invalid_and_uses_no_attempt(client, outbox, code):
+    """DRF's CharField would take 123456 as "123456" (and 012345 as "12345")."""
+    created = api_post(client, "challenges/", {"phone": PHONE, "purpose": "verify_phone"})
+    challenge_id = created.json()["id"]
+    response = api_post(client, f"challenges/{challenge_id}/verify/", {"code": code})
+    assert_error(response, 400, "invalid")
+    assert Challenge.objects.get(pk=challenge_id).attempts == 0

@@ -71,6 +71,10 @@ BODY_ERRORS = {
     413: {"request_too_large"},
     415: {"unsupported_media_type"},
 }
+# flows._guard_send refuses a send: allow-lists, lockout, pumping breaker, limits.
+SEND_REFUSED = {"rate_limited", "verification_locked", "destination_suspended"}
+# flows.verify_challenge: attempts used up, or the account's lockout.
+CHECK_REFUSED = {"too_many_attempts", "verification_locked"}
 
 # What each operation can answer, read from the views and the flows they call
 # (kept here, apart from the views' decorators, so that either can catch the
@@ -78,9 +82,9 @@ BODY_ERRORS = {
 CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
     ("post", "challenges/"): {
         **BODY_ERRORS,
-        400: {"invalid", "parse_error", "invalid_phone"},
+        400: {"invalid", "parse_error", "invalid_phone", "number_not_allowed"},
         403: {"permission_denied"},
-        429: {"rate_limited"},
+        429: SEND_REFUSED,
         503: {"delivery_failed"},
     },
     ("delete", "challenges/{challenge_id}/"): {
@@ -88,10 +92,11 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         404: {"challenge_not_found"},
     },
     ("post", "challenges/{challenge_id}/resend/"): {
+        400: {"number_not_allowed"},
         403: {"permission_denied"},
         404: {"challenge_not_found"},
         410: CLOSED,
-        429: {"rate_limited", "too_many_attempts"},
+        429: SEND_REFUSED | {"too_many_attempts"},
         503: {"delivery_failed"},
     },
     ("post", "challenges/{challenge_id}/verify/"): {
@@ -100,13 +105,14 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         403: {"permission_denied"},
         404: {"challenge_not_found"},
         410: CLOSED,
-        429: {"too_many_attempts"},
+        429: CHECK_REFUSED,
         503: {"delivery_failed"},
     },
     ("post", "login/"): {
         **BODY_ERRORS,
-        400: {"invalid", "parse_error", "invalid_credentials"},
+        400: {"invalid", "parse_error", "invalid_credentials", "number_not_allowed"},
         403: {"permission_denied"},
+        429: SEND_REFUSED,
         503: {"delivery_failed"},
     },
     ("post", "login/verify/"): {
@@ -115,16 +121,17 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         403: {"permission_denied"},
         404: {"challenge_not_found"},
         410: CLOSED | {"login_expired"},
-        429: {"too_many_attempts"},
+        429: CHECK_REFUSED,
         503: {"delivery_failed"},
     },
     ("get", "devices/"): {403: {"not_authenticated"}},
     ("post", "devices/"): {
         **BODY_ERRORS,
-        400: {"invalid", "parse_error", "invalid_phone"},
+        400: {"invalid", "parse_error", "invalid_phone", "number_not_allowed"},
         403: {"not_authenticated", "permission_denied", "second_factor_required"},
         404: {"device_not_found"},
         409: {"phone_already_enrolled"},
+        429: SEND_REFUSED,
         503: {"delivery_failed"},
     },
     ("post", "devices/{device_id}/confirm/"): {
@@ -133,7 +140,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         403: {"not_authenticated", "permission_denied"},
         404: {"device_not_found", "challenge_not_found"},
         410: CLOSED,
-        429: {"too_many_attempts"},
+        429: CHECK_REFUSED,
         503: {"delivery_failed"},
     },
     ("delete", "devices/{device_id}/"): {
@@ -500,6 +507,33 @@ def test_a_body_over_the_upload_limit_matches_the_schema(schema, client, setting
     assert response.status_code == 413
     answer = assert_matches_schema(schema, "post", "challenges/", response)
     assert answer["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.django_db
+def test_send_refusals_match_the_schema(schema, client, send_limits, sms2fa_settings):
+    assert create(client).status_code == 202
+    again = create(client)  # the phone's "1/30s" limit
+    answer = assert_matches_schema(schema, "post", "challenges/", again)
+    assert again.status_code == 429 and answer["error"]["code"] == "rate_limited"
+    assert int(again["Retry-After"]) == answer["error"]["retry_after"] > 0
+
+    sms2fa_settings(ALLOWED_REGIONS=["NO"])
+    elsewhere = create(client, phone=OTHER_PHONE)
+    answer = assert_matches_schema(schema, "post", "challenges/", elsewhere)
+    assert elsewhere.status_code == 400 and answer["error"]["code"] == "number_not_allowed"
+
+
+@pytest.mark.django_db
+def test_the_lockout_matches_the_schema(schema, client, outbox, sms2fa_settings):
+    sms2fa_settings(LOCKOUT_THRESHOLD=3, MAX_ATTEMPTS=10)
+    challenge_id = create(client).json()["id"]
+    verify = f"challenges/{challenge_id}/verify/"
+    for _attempt in range(3):
+        assert post(client, verify, {"code": wrong(outbox[-1].code)}).status_code == 400
+    locked = post(client, verify, {"code": outbox[-1].code})
+    answer = assert_matches_schema(schema, "post", "challenges/{challenge_id}/verify/", locked)
+    assert locked.status_code == 429 and answer["error"]["code"] == "verification_locked"
+    assert int(locked["Retry-After"]) == answer["error"]["retry_after"] > 0
 
 
 @pytest.mark.django_db

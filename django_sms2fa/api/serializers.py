@@ -12,12 +12,25 @@ from ..flows import resend_ready_at
 from ..models import Challenge, PhoneDevice, Purpose
 
 # Bounded, so a huge body is refused by validation, not parsed further.
-_PHONE = {"max_length": 64, "trim_whitespace": False}
-_CODE = {"max_length": 32, "trim_whitespace": False}
+_PHONE = {"min_length": 1, "max_length": 64, "trim_whitespace": False}
+_CODE = {"min_length": 1, "max_length": 32, "trim_whitespace": False}
+
+
+class StrictText(serializers.CharField):
+    """A CharField that takes only JSON strings.
+
+    DRF's CharField turns a JSON number into text, so ``"code": 12345`` would
+    be checked (using up an attempt) and ``012345`` would lose its zero.
+    """
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class ChallengeRequestSerializer(serializers.Serializer):
-    phone = serializers.CharField(**_PHONE)
+    phone = StrictText(**_PHONE)
     purpose = serializers.ChoiceField(
         choices=[Purpose.VERIFY_PHONE, Purpose.PASSWORDLESS],
         # Fixed text: the default message echoes the input back.
@@ -26,27 +39,27 @@ class ChallengeRequestSerializer(serializers.Serializer):
 
 
 class CodeSerializer(serializers.Serializer):
-    code = serializers.CharField(**_CODE)
+    code = StrictText(**_CODE)
 
 
 class LoginSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=254)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    username = StrictText(min_length=1, max_length=254)
+    password = StrictText(min_length=1, max_length=4096, trim_whitespace=False)
 
 
 class LoginVerifySerializer(serializers.Serializer):
     challenge = serializers.UUIDField()
-    code = serializers.CharField(**_CODE)
+    code = StrictText(**_CODE)
 
 
 class DeviceEnrolSerializer(serializers.Serializer):
-    phone = serializers.CharField(**_PHONE)
+    phone = StrictText(**_PHONE)
     replaces = serializers.IntegerField(required=False, min_value=1)
 
 
 class DeviceConfirmSerializer(serializers.Serializer):
     challenge = serializers.UUIDField()
-    code = serializers.CharField(**_CODE)
+    code = StrictText(**_CODE)
 
 
 class ChallengeSerializer(serializers.ModelSerializer):
@@ -112,8 +125,8 @@ ERROR_CODE_TEXT: dict[str, str] = {
     "request_too_large": "the body is larger than the site accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)",
     "not_authenticated": "no logged-in session",
     "permission_denied": "refused, e.g. a logged-in session's request without its CSRF token",
-    "rate_limited": "too many requests (the resend cooldown, or the site's DRF throttling); "
-    "retry after `retry_after` seconds",
+    "rate_limited": "too many requests (a send limit, the resend cooldown, or the site's DRF "
+    "throttling); retry after `retry_after` seconds",
     "invalid_phone": "not a valid phone number",
     "invalid_code": "not a code (ASCII digits only); no attempt is used",
     "incorrect_code": "wrong code; `attempts_left` attempts remain",
@@ -128,11 +141,17 @@ ERROR_CODE_TEXT: dict[str, str] = {
     "challenge_undeliverable": "the challenge's SMS could not be sent",
     "login_expired": "no pending password login (or it expired): log in again",
     "too_many_attempts": "the attempts are used up; request a new code",
+    "verification_locked": "too many wrong codes for this account (or phone): codes are "
+    "neither sent nor checked for `retry_after` seconds",
+    "destination_suspended": "sending to this country or number range is suspended for a "
+    "while (too few codes sent there are ever used)",
+    "number_not_allowed": "a valid number that this site does not send codes to (its "
+    "country or kind of number)",
     "delivery_failed": "the SMS provider could not be reached or refused the SMS",
 }
 
 _STATUS_TEXT = {
-    400: "Invalid input",
+    400: "Refused input",
     403: "Forbidden",
     404: "Not found",
     409: "Conflict",
@@ -174,6 +193,15 @@ def _error_schema(status: int, codes: list[str]) -> dict[str, Any]:
         "properties": {"error": {"type": "object", "properties": detail, "required": required}},
         "required": ["error"],
     }
+
+
+def answer(serializer: Any, description: str) -> Any:
+    """A success answer with its description (``extend_schema(responses=...)``)."""
+    try:
+        from drf_spectacular.utils import OpenApiResponse
+    except ImportError:  # pragma: no cover - the openapi extra is absent
+        return serializer
+    return OpenApiResponse(response=serializer, description=description)
 
 
 def error_responses(errors: dict[int, list[str]]) -> dict[int, Any]:

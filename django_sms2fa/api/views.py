@@ -110,14 +110,18 @@ class ChallengeListView(Sms2faAPIView):
     @extend_schema(
         request=s.ChallengeRequestSerializer,
         responses={
-            202: s.ChallengeSerializer,
+            202: s.answer(
+                s.ChallengeSerializer,
+                "The code is on its way (for passwordless and a number without an "
+                "account, the same answer and no SMS).",
+            ),
             **s.error_responses(
                 {
-                    400: ["invalid", "parse_error", "invalid_phone"],
+                    400: ["invalid", "parse_error", "invalid_phone", "number_not_allowed"],
                     403: ["permission_denied"],
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
-                    429: ["rate_limited"],
+                    429: ["rate_limited", "verification_locked", "destination_suspended"],
                     503: ["delivery_failed"],
                 }
             ),
@@ -150,7 +154,7 @@ class ChallengeListView(Sms2faAPIView):
 class ChallengeDetailView(Sms2faAPIView):
     @extend_schema(
         responses={
-            204: None,
+            204: s.answer(None, "Cancelled: its code no longer works."),
             **s.error_responses(
                 {
                     403: ["permission_denied"],
@@ -172,9 +176,10 @@ class ChallengeResendView(Sms2faAPIView):
     @extend_schema(
         request=None,
         responses={
-            202: s.ChallengeSerializer,
+            202: s.answer(s.ChallengeSerializer, "A new code is on its way."),
             **s.error_responses(
                 {
+                    400: ["number_not_allowed"],
                     403: ["permission_denied"],
                     404: ["challenge_not_found"],
                     410: [
@@ -183,7 +188,12 @@ class ChallengeResendView(Sms2faAPIView):
                         "challenge_cancelled",
                         "challenge_undeliverable",
                     ],
-                    429: ["rate_limited", "too_many_attempts"],
+                    429: [
+                        "rate_limited",
+                        "too_many_attempts",
+                        "verification_locked",
+                        "destination_suspended",
+                    ],
                     503: ["delivery_failed"],
                 }
             ),
@@ -205,7 +215,7 @@ class ChallengeVerifyView(Sms2faAPIView):
     @extend_schema(
         request=s.CodeSerializer,
         responses={
-            200: s.VerifiedSerializer,
+            200: s.answer(s.VerifiedSerializer, "The code is right."),
             **s.error_responses(
                 {
                     400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
@@ -219,7 +229,7 @@ class ChallengeVerifyView(Sms2faAPIView):
                     ],
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
-                    429: ["rate_limited", "too_many_attempts"],
+                    429: ["rate_limited", "too_many_attempts", "verification_locked"],
                     503: ["delivery_failed"],
                 }
             ),
@@ -264,14 +274,14 @@ class LoginView(Sms2faAPIView):
     @extend_schema(
         request=s.LoginSerializer,
         responses={
-            200: s.LoginAnswerSerializer,
+            200: s.answer(s.LoginAnswerSerializer, "The password is right."),
             **s.error_responses(
                 {
-                    400: ["invalid", "parse_error", "invalid_credentials"],
+                    400: ["invalid", "parse_error", "invalid_credentials", "number_not_allowed"],
                     403: ["permission_denied"],
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
-                    429: ["rate_limited"],
+                    429: ["rate_limited", "verification_locked", "destination_suspended"],
                     503: ["delivery_failed"],
                 }
             ),
@@ -310,7 +320,7 @@ class LoginVerifyView(Sms2faAPIView):
     @extend_schema(
         request=s.LoginVerifySerializer,
         responses={
-            200: s.LoginAnswerSerializer,
+            200: s.answer(s.LoginAnswerSerializer, "Logged in."),
             **s.error_responses(
                 {
                     400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
@@ -325,7 +335,7 @@ class LoginVerifyView(Sms2faAPIView):
                     ],
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
-                    429: ["rate_limited", "too_many_attempts"],
+                    429: ["rate_limited", "too_many_attempts", "verification_locked"],
                     503: ["delivery_failed"],
                 }
             ),
@@ -363,7 +373,7 @@ class DeviceListView(Sms2faAPIView):
 
     @extend_schema(
         responses={
-            200: s.DeviceSerializer(many=True),
+            200: s.answer(s.DeviceSerializer(many=True), "The user's phones, oldest first."),
             **s.error_responses({403: ["not_authenticated"], 429: ["rate_limited"]}),
         },
         parameters=s.schema_parameters(),
@@ -376,16 +386,18 @@ class DeviceListView(Sms2faAPIView):
     @extend_schema(
         request=s.DeviceEnrolSerializer,
         responses={
-            202: s.EnrolmentSerializer,
+            202: s.answer(
+                s.EnrolmentSerializer, "The phone is added unconfirmed; a code is on its way to it."
+            ),
             **s.error_responses(
                 {
-                    400: ["invalid", "parse_error", "invalid_phone"],
+                    400: ["invalid", "parse_error", "invalid_phone", "number_not_allowed"],
                     403: ["not_authenticated", "permission_denied", "second_factor_required"],
                     404: ["device_not_found"],
                     409: ["phone_already_enrolled"],
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
-                    429: ["rate_limited"],
+                    429: ["rate_limited", "verification_locked", "destination_suspended"],
                     503: ["delivery_failed"],
                 }
             ),
@@ -421,7 +433,7 @@ class DeviceConfirmView(Sms2faAPIView):
     @extend_schema(
         request=s.DeviceConfirmSerializer,
         responses={
-            200: s.DeviceSerializer,
+            200: s.answer(s.DeviceSerializer, "The phone is confirmed."),
             **s.error_responses(
                 {
                     400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
@@ -435,7 +447,7 @@ class DeviceConfirmView(Sms2faAPIView):
                     ],
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
-                    429: ["rate_limited", "too_many_attempts"],
+                    429: ["rate_limited", "too_many_attempts", "verification_locked"],
                     503: ["delivery_failed"],
                 }
             ),
@@ -462,7 +474,7 @@ class DeviceDetailView(Sms2faAPIView):
 
     @extend_schema(
         responses={
-            204: None,
+            204: s.answer(None, "Removed."),
             **s.error_responses(
                 {
                     403: ["not_authenticated", "permission_denied", "second_factor_required"],
