@@ -32,6 +32,20 @@ def client_ip(request: Any) -> str | None:
         return remote
 
 
+def limit_key(ip: str | None) -> str | None:
+    """The key the per-IP send limit counts under: the address for IPv4, its
+    /64 for IPv6 (one client usually holds a whole /64)."""
+    if not ip:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def client_info(request: Any) -> ClientInfo:
     return ClientInfo(
         ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")[:300]
