@@ -141,7 +141,9 @@ def request_challenge(
         expires_at=now + timedelta(seconds=app_settings.CODE_LIFETIME),
         last_sent_at=now,
         client_ip=client.ip,
-        user_agent=(client.user_agent or "")[:300],
+        # Printable characters only: PostgreSQL text cannot hold NUL, and the
+        # audit has no use for control characters.
+        user_agent="".join(ch for ch in client.user_agent or "" if ch.isprintable())[:300],
     )
     # The first provider's mode is known before the insert, so the code hash
     # goes in with the row: one statement, and never a pending row without it.
@@ -277,68 +279,75 @@ def verify_challenge(
     _ensure_open(challenge, now)
     subject = _lock_subject(challenge.phone, challenge.user_id)
     _ensure_not_locked(subject, phone=challenge.phone, user_id=challenge.user_id)
-    reserved = Challenge.objects.filter(
-        pk=challenge.pk,
-        status=ChallengeStatus.PENDING,
-        attempts__lt=F("max_attempts"),
-        expires_at__gt=now,
-        code_hash=challenge.code_hash,
-    ).update(attempts=F("attempts") + 1)
-    if not reserved:
-        # Lost a race: the attempts ran out, the code was replaced, or the
-        # challenge closed after we read it. Tell the caller which.
-        current = _load(challenge_id)
-        _ensure_open(current, now)
-        if current.code_hash != challenge.code_hash:
-            raise IncorrectCode(
-                challenge_id=str(challenge.pk),
-                attempts_left=max(current.max_attempts - current.attempts, 0),
-            )
-        raise TooManyAttempts(challenge_id=str(challenge.pk))
-    challenge.attempts += 1
-
+    gated = ratelimit.enter_gate(subject)
     try:
-        right = _code_is_right(challenge, code)
-    except ProviderError:
-        # The admitted guess was never judged: count it as not right so the
-        # challenge can still close once every admitted guess has failed.
-        _count_wrong(challenge, now)
-        raise
-    if right:
-        won = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING).update(
-            status=ChallengeStatus.VERIFIED, verified_at=now, closed_at=now
-        )
-        if not won:
-            raise _closed_error(_load(challenge_id))
-        challenge.status = ChallengeStatus.VERIFIED
-        challenge.verified_at = challenge.closed_at = now
-        if challenge.device_id is not None:
-            PhoneDevice.objects.filter(pk=challenge.device_id).update(last_used_at=now)
-        # Only this factor's failure count; every other limiter keeps counting.
-        ratelimit.reset_failures(subject)
-        if challenge.phone not in app_settings.TEST_NUMBERS:
-            # Test numbers are never sent to, so they must not count as
-            # verified sends either: known fixed codes could hold the breaker.
-            region, prefix = _destination(challenge.phone)
-            ratelimit.count_verified(region, prefix, created=challenge.created_at.timestamp())
-        logger.info("sms2fa: challenge %s verified", challenge.pk)
-        _send_signal(signals.challenge_verified, challenge=challenge)
-        return challenge
+        reserved = Challenge.objects.filter(
+            pk=challenge.pk,
+            status=ChallengeStatus.PENDING,
+            attempts__lt=F("max_attempts"),
+            expires_at__gt=now,
+            code_hash=challenge.code_hash,
+        ).update(attempts=F("attempts") + 1)
+        if not reserved:
+            # Lost a race: the attempts ran out, the code was replaced, or the
+            # challenge closed after we read it. Tell the caller which.
+            current = _load(challenge_id)
+            _ensure_open(current, now)
+            if current.code_hash != challenge.code_hash:
+                raise IncorrectCode(
+                    challenge_id=str(challenge.pk),
+                    attempts_left=max(current.max_attempts - current.attempts, 0),
+                )
+            raise TooManyAttempts(challenge_id=str(challenge.pk))
+        challenge.attempts += 1
 
-    attempts_left = max(challenge.max_attempts - challenge.attempts, 0)
-    logger.info(
-        "sms2fa: wrong code for challenge %s (%d attempts left)", challenge.pk, attempts_left
-    )
-    _count_wrong(challenge, now)
-    failures = ratelimit.record_failure(subject)
-    if failures == app_settings.LOCKOUT_THRESHOLD:
-        logger.warning(
-            "sms2fa: SMS verification locked after %d wrong codes (challenge %s)",
-            failures,
-            challenge.pk,
+        try:
+            right = _code_is_right(challenge, code)
+        except ProviderError:
+            # The admitted guess was never judged: count it as not right so the
+            # challenge can still close once every admitted guess has failed.
+            _count_wrong(challenge, now)
+            raise
+        if right:
+            won = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING).update(
+                status=ChallengeStatus.VERIFIED, verified_at=now, closed_at=now
+            )
+            if not won:
+                raise _closed_error(_load(challenge_id))
+            challenge.status = ChallengeStatus.VERIFIED
+            challenge.verified_at = challenge.closed_at = now
+            if challenge.device_id is not None:
+                PhoneDevice.objects.filter(pk=challenge.device_id).update(last_used_at=now)
+            # Only this factor's failure count; every other limiter keeps counting.
+            ratelimit.reset_failures(subject)
+            if challenge.phone not in app_settings.TEST_NUMBERS:
+                # Test numbers are never sent to, so they must not count as
+                # verified sends either: known fixed codes could hold the breaker.
+                region, prefix = _destination(challenge.phone)
+                ratelimit.count_verified(region, prefix, created=challenge.created_at.timestamp())
+            logger.info("sms2fa: challenge %s verified", challenge.pk)
+            _send_signal(signals.challenge_verified, challenge=challenge)
+            return challenge
+
+        attempts_left = max(challenge.max_attempts - challenge.attempts, 0)
+        logger.info(
+            "sms2fa: wrong code for challenge %s (%d attempts left)", challenge.pk, attempts_left
         )
-    _send_signal(signals.challenge_code_rejected, challenge=challenge, attempts_left=attempts_left)
-    raise IncorrectCode(challenge_id=str(challenge.pk), attempts_left=attempts_left)
+        _count_wrong(challenge, now)
+        failures = ratelimit.record_failure(subject)
+        if failures == app_settings.LOCKOUT_THRESHOLD:
+            logger.warning(
+                "sms2fa: SMS verification locked after %d wrong codes (challenge %s)",
+                failures,
+                challenge.pk,
+            )
+        _send_signal(
+            signals.challenge_code_rejected, challenge=challenge, attempts_left=attempts_left
+        )
+        raise IncorrectCode(challenge_id=str(challenge.pk), attempts_left=attempts_left)
+    finally:
+        if gated:
+            ratelimit.leave_gate(subject)
 
 
 def cancel_challenge(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from django.core.cache import caches
 
 from .conf import app_settings
-from .exceptions import RateLimited, Sms2faConfigurationError
+from .exceptions import RateLimited, Sms2faConfigurationError, VerificationLocked
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -183,6 +183,37 @@ def record_failure(subject: str, *, now: float | None = None) -> int:
     cache.touch(key, timeout=ttl)
     cache.set(_key("fail-t", subject), now, timeout=ttl)
     return failures
+
+
+def enter_gate(subject: str) -> bool:
+    """Admit one guess at a time once the next failure would lock.
+
+    The lock is set when a wrong guess is *recorded*, after it was judged; a
+    burst of guesses arriving together could all pass the lock check first.
+    So from ``LOCKOUT_THRESHOLD - 1`` failures on, a guess must also take this
+    gate (an atomic ``add``): the others are refused as locked, and only one is
+    judged per lock period.
+
+    :returns: whether the gate was taken (pass to :func:`leave_gate`).
+    :raises VerificationLocked: another guess holds the gate.
+    """
+    cache = _cache()
+    failures = cache.get(_key("fail-n", subject)) or 0
+    if failures < app_settings.LOCKOUT_THRESHOLD - 1:
+        return False
+    if not cache.add(_key("gate", subject), 1, timeout=60):
+        raise VerificationLocked(limit="lockout", retry_after=1)
+    # Re-check under the gate: the guess that held it before may have just
+    # recorded the failure that locks.
+    state = lock_state(subject)
+    if state.locked_for:
+        leave_gate(subject)
+        raise VerificationLocked(limit="lockout", retry_after=state.locked_for)
+    return True
+
+
+def leave_gate(subject: str) -> None:
+    _cache().delete(_key("gate", subject))
 
 
 def reset_failures(subject: str) -> None:
