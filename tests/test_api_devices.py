@@ -15,16 +15,16 @@ from django_sms2fa.exceptions import ProviderUnavailable
 from django_sms2fa.models import Challenge, PhoneDevice
 from django_sms2fa.providers import locmem
 
+from .api_support import API, api_post, assert_error
+
 pytestmark = pytest.mark.django_db
 
-API = "/api/2fa/"
 PHONE = "+46701234567"
 NEW_PHONE = "+46709876543"
 THIRD_PHONE = "+46731112233"
 PASSWORD = "correct horse"  # the `user` fixture's
 DEVICE_FIELDS = {"id", "name", "phone", "confirmed", "created_at", "last_used_at"}
 CHALLENGE_FIELDS = {"id", "purpose", "phone", "expires_at", "resend_at"}
-ERROR_KEYS = {"code", "message", "fields", "attempts_left", "retry_after"}
 ADDED = "A new phone number was added"
 REPLACED = "Your phone number was replaced"
 
@@ -37,22 +37,6 @@ class PasswordOnlyAdapter(DefaultSms2faAdapter):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def api_post(client, path, data=None):
-    return client.post(API + path, {} if data is None else data, content_type="application/json")
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"], body
-    error = body["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"]
-    assert set(error) <= ERROR_KEYS, error
-    return error
 
 
 def enrol(client, phone, **extra):

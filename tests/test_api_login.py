@@ -24,14 +24,14 @@ from django_sms2fa.exceptions import ProviderUnavailable
 from django_sms2fa.models import Challenge, ChallengeStatus, PhoneDevice, Purpose
 from django_sms2fa.providers import locmem
 
+from .api_support import API, api_post, assert_error
+
 pytestmark = pytest.mark.django_db
 
-API = "/api/2fa/"
 PHONE = "+46701234567"
 MASKED = "+46•••••••67"
 PASSWORD = "correct horse"  # the `user` fixture's
 CHALLENGE_FIELDS = {"id", "purpose", "phone", "expires_at", "resend_at"}
-ERROR_KEYS = {"code", "message", "fields", "attempts_left", "retry_after"}
 TOKEN_SALT = "tests.test_api_login.token"
 
 
@@ -44,26 +44,6 @@ class TokenAdapter(DefaultSms2faAdapter):
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def api_post(client, path, data=None):
-    return client.post(API + path, {} if data is None else data, content_type="application/json")
-
-
-def assert_error(response, status, code):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"], body
-    error = body["error"]
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"]
-    assert set(error) <= ERROR_KEYS, error
-    if status == 429:
-        assert response["Retry-After"] == str(error["retry_after"])
-    else:
-        assert "retry_after" not in error and not response.has_header("Retry-After")
-    return error
 
 
 def login(client, username="alice", password=PASSWORD):

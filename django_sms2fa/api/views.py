@@ -39,6 +39,16 @@ from .schema import extend_schema
 
 PHONE_BACKEND = "django_sms2fa.backends.PhoneCodeBackend"
 
+#: What every endpoint that checks a code can answer (for the schema).
+CODE_CHECK_ERRORS: dict[int, list[str]] = {
+    400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
+    410: ["challenge_expired", "challenge_used", "challenge_cancelled", "challenge_undeliverable"],
+    413: ["request_too_large"],
+    415: ["unsupported_media_type"],
+    429: ["rate_limited", "too_many_attempts", "verification_locked"],
+    503: ["delivery_failed"],
+}
+
 
 def is_verified(request: Request) -> bool:
     check = getattr(request.user, "is_verified", None)
@@ -218,19 +228,9 @@ class ChallengeVerifyView(Sms2faAPIView):
             200: s.answer(s.VerifiedSerializer, "The code is right."),
             **s.error_responses(
                 {
-                    400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
+                    **CODE_CHECK_ERRORS,
                     403: ["permission_denied"],
                     404: ["challenge_not_found"],
-                    410: [
-                        "challenge_expired",
-                        "challenge_used",
-                        "challenge_cancelled",
-                        "challenge_undeliverable",
-                    ],
-                    413: ["request_too_large"],
-                    415: ["unsupported_media_type"],
-                    429: ["rate_limited", "too_many_attempts", "verification_locked"],
-                    503: ["delivery_failed"],
                 }
             ),
         },
@@ -436,19 +436,9 @@ class DeviceConfirmView(Sms2faAPIView):
             200: s.answer(s.DeviceSerializer, "The phone is confirmed."),
             **s.error_responses(
                 {
-                    400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
+                    **CODE_CHECK_ERRORS,
                     403: ["not_authenticated", "permission_denied"],
                     404: ["device_not_found", "challenge_not_found"],
-                    410: [
-                        "challenge_expired",
-                        "challenge_used",
-                        "challenge_cancelled",
-                        "challenge_undeliverable",
-                    ],
-                    413: ["request_too_large"],
-                    415: ["unsupported_media_type"],
-                    429: ["rate_limited", "too_many_attempts", "verification_locked"],
-                    503: ["delivery_failed"],
                 }
             ),
         },
