@@ -482,3 +482,10 @@ def test_no_token_for_a_failed_login(client, user, device, pending, sms2fa_setti
     response = login_verify(client, challenge_id, wrong(code))
     assert "token" not in response.content.decode()
     assert "token" not in login(Client(), password="nope").content.decode()
+
+
+@pytest.mark.parametrize("challenge", [False, True, 0, 1, 12345, None, ["x"]])
+def test_a_challenge_that_is_not_a_uuid_string_is_invalid(client, challenge):
+    """DRF's UUIDField takes integers: false would become the nil UUID."""
+    response = api_post(client, "login/verify/", {"challenge": challenge, "code": "123456"})
+    assert_error(response, 400, "invalid")

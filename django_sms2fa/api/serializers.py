@@ -16,6 +16,16 @@ _PHONE = {"min_length": 1, "max_length": 64, "trim_whitespace": False}
 _CODE = {"min_length": 1, "max_length": 32, "trim_whitespace": False}
 
 
+class StrictUUID(serializers.UUIDField):
+    """A UUIDField that takes only JSON strings (DRF's takes integers, and so
+    ``false`` as the nil UUID)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", value="")
+        return super().to_internal_value(data)
+
+
 class StrictText(serializers.CharField):
     """A CharField that takes only JSON strings.
 
@@ -48,7 +58,7 @@ class LoginSerializer(serializers.Serializer):
 
 
 class LoginVerifySerializer(serializers.Serializer):
-    challenge = serializers.UUIDField()
+    challenge = StrictUUID()
     code = StrictText(**_CODE)
 
 
@@ -58,7 +68,7 @@ class DeviceEnrolSerializer(serializers.Serializer):
 
 
 class DeviceConfirmSerializer(serializers.Serializer):
-    challenge = serializers.UUIDField()
+    challenge = StrictUUID()
     code = StrictText(**_CODE)
 
 

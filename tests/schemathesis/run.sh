@@ -27,6 +27,8 @@ if [ ! -x "$py" ]; then
   echo "schemathesis: no python at $py (pass a venv's python, or set PYTHON)" >&2
   exit 2
 fi
+# Absolute (the run changes directory); the venv's symlink itself is kept.
+py="$(cd -- "$(dirname -- "$py")" && pwd)/$(basename -- "$py")"
 bin="$(dirname -- "$py")"
 started=$SECONDS
 
