@@ -432,33 +432,14 @@ def _send_plain(
         ttl=app_settings.CODE_LIFETIME,
         username=username,
     )
-    now = timezone.now()
     kept = text if caps.delivers_text else ""
     try:
         result = provider.send(sms)
     except ProviderError as err:
-        message = Message.objects.create(
-            phone=e164,
-            provider=alias,
-            status=UNKNOWN if err.may_have_sent else FAILED,
-            error_code=(err.provider_code or err.code)[:64],
-            error_text=err.provider_text[:500],
-            text_masked=kept,
-            created_at=now,
-        )
+        message = _failed_message(err, alias=alias, phone=e164, text=kept)
         _send_signal(signals.message_failed, sender=Message, message=message, error=err)
         raise
-    message = Message.objects.create(
-        phone=e164,
-        provider=alias,
-        provider_message_id=str(result.message_id)[:128],
-        status=result.status,
-        provider_status=str(result.provider_status)[:64],
-        text_masked=kept,
-        created_at=now,
-        sent_at=now,
-        latency_ms=result.latency_ms,
-    )
+    message = _sent_message(result, alias=alias, phone=e164, text=kept)
     _send_signal(signals.message_sent, sender=Message, message=message)
     return message
 
@@ -793,24 +774,14 @@ def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str,
 
 
 def _record_success(challenge: Challenge, alias: str, result: SendResult, text: str) -> None:
-    now = timezone.now()
     if result.returned_code:
         # The provider made the code: keep only its keyed hash.
         challenge.code_hash = _hash_for(challenge, result.returned_code)
         Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING).update(
             code_hash=challenge.code_hash
         )
-    message = Message.objects.create(
-        challenge=challenge,
-        phone=challenge.phone,
-        provider=alias,
-        provider_message_id=str(result.message_id)[:128],
-        status=result.status,
-        provider_status=str(result.provider_status)[:64],
-        text_masked=text,
-        created_at=now,
-        sent_at=now,
-        latency_ms=result.latency_ms,
+    message = _sent_message(
+        result, alias=alias, phone=challenge.phone, text=text, challenge=challenge
     )
     logger.info(
         "sms2fa: challenge %s sent via %s (message %s)",
@@ -822,7 +793,41 @@ def _record_success(challenge: Challenge, alias: str, result: SendResult, text: 
 
 
 def _record_failure(challenge: Challenge, alias: str, error: Exception, text: str) -> None:
+    message = _failed_message(
+        error, alias=alias, phone=challenge.phone, text=text, challenge=challenge
+    )
+    logger.warning(
+        "sms2fa: provider %s did not take challenge %s (%s)",
+        alias,
+        challenge.pk,
+        message.error_code,
+    )
+    _send_signal(signals.message_failed, sender=Message, message=message, error=error)
+
+
+def _sent_message(
+    result: SendResult, *, alias: str, phone: str, text: str, challenge: Challenge | None = None
+) -> Message:
+    """The audit row of an SMS a provider took."""
     now = timezone.now()
+    return Message.objects.create(
+        challenge=challenge,
+        phone=phone,
+        provider=alias,
+        provider_message_id=str(result.message_id)[:128],
+        status=result.status,
+        provider_status=str(result.provider_status)[:64],
+        text_masked=text,
+        created_at=now,
+        sent_at=now,
+        latency_ms=result.latency_ms,
+    )
+
+
+def _failed_message(
+    error: Exception, *, alias: str, phone: str, text: str, challenge: Challenge | None = None
+) -> Message:
+    """The audit row of an SMS a provider did not take (or may have taken)."""
     if isinstance(error, ProviderError):
         code, detail = error.provider_code or error.code, error.provider_text
         status = UNKNOWN if error.may_have_sent else FAILED
@@ -830,18 +835,16 @@ def _record_failure(challenge: Challenge, alias: str, error: Exception, text: st
         # Unexpected exception text may hold anything (URLs with tokens): keep
         # only its class name.
         code, detail, status = type(error).__name__, "", FAILED
-    message = Message.objects.create(
+    return Message.objects.create(
         challenge=challenge,
-        phone=challenge.phone,
+        phone=phone,
         provider=alias,
         status=status,
         error_code=code[:64],
         error_text=detail[:500],
         text_masked=text,
-        created_at=now,
+        created_at=timezone.now(),
     )
-    logger.warning("sms2fa: provider %s did not take challenge %s (%s)", alias, challenge.pk, code)
-    _send_signal(signals.message_failed, sender=Message, message=message, error=error)
 
 
 def _load(
