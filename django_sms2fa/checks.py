@@ -25,6 +25,8 @@ W005       ``ALLOWED_REGIONS`` is not set: codes may go to any country
 W006       ``TEST_NUMBERS`` is set: fixed codes log their owners in
 E010       ``LIMITS``, ``LOCKOUT_*``, ``PUMPING``, ``ALLOWED_*``, ``TEST_NUMBERS``
            or ``TRUSTED_PROXY_COUNT`` is invalid
+E011       ``RETENTION_DAYS``, ``WEBOTP_DOMAIN``, ``WEBHOOK_SECRETS``,
+           ``SEND_VIA_TASKS`` or ``TASK_BACKEND`` is invalid
 ========== ==================================================================
 
 Each check reads the setting through :mod:`django_sms2fa.conf`, the same code
@@ -96,6 +98,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "PUMPING",
         "ALLOWED_NUMBER_TYPES",
         "TRUSTED_PROXY_COUNT",
+        "RETENTION_DAYS",
+        "WEBOTP_DOMAIN",
+        "WEBHOOK_SECRETS",
+        "SEND_VIA_TASKS",
+        "TASK_BACKEND",
     ):
         _read(lambda name=name: getattr(app_settings, name), errors)
     errors.extend(_check_destinations())

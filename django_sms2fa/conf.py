@@ -48,6 +48,11 @@ KNOWN_KEYS = frozenset(
         "ALLOWED_NUMBER_TYPES",
         "TEST_NUMBERS",
         "TRUSTED_PROXY_COUNT",
+        "RETENTION_DAYS",
+        "WEBOTP_DOMAIN",
+        "WEBHOOK_SECRETS",
+        "SEND_VIA_TASKS",
+        "TASK_BACKEND",
     }
 )
 
@@ -428,6 +433,76 @@ class Sms2faSettings:
             raise Sms2faConfigurationError(
                 "SMS2FA['TRUSTED_PROXY_COUNT'] must be an integer from 0 to 5.",
                 check_id="sms2fa.E010",
+            )
+        return value
+
+    @property
+    def RETENTION_DAYS(self) -> int:
+        """Days challenges and messages are kept; ``sms2fa_purge`` deletes older
+        ones by default. Default 90; 1–3650."""
+        value = self._get("RETENTION_DAYS", 90)
+        if not _is_int(value) or not 1 <= value <= 3650:
+            raise Sms2faConfigurationError(
+                "SMS2FA['RETENTION_DAYS'] must be a whole number of days from 1 to 3650.",
+                check_id="sms2fa.E011",
+            )
+        return value
+
+    @property
+    def WEBOTP_DOMAIN(self) -> str | None:
+        """The site's host name (``"example.com"``) for a WebOTP line
+        (``@example.com #123456``) at the end of each SMS, so browsers fill the
+        code in by themselves. Default ``None``: no such line."""
+        value = self._get("WEBOTP_DOMAIN", None)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, str)
+            or not value
+            or not value.isascii()
+            or any(ch.isspace() or ch in "@#/:" for ch in value)
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['WEBOTP_DOMAIN'] must be a bare host name such as 'example.com'.",
+                check_id="sms2fa.E011",
+            )
+        return value.lower()
+
+    @property
+    def WEBHOOK_SECRETS(self) -> dict[str, str]:
+        """Provider alias → the shared secret its delivery webhook must carry.
+        A provider without one has no webhook. Default ``{}``; each secret at
+        least 16 characters."""
+        value = self._get("WEBHOOK_SECRETS", {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) >= 16 for k, v in value.items()
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['WEBHOOK_SECRETS'] must map provider aliases to secrets "
+                "of at least 16 characters.",
+                check_id="sms2fa.E011",
+            )
+        return dict(value)
+
+    @property
+    def SEND_VIA_TASKS(self) -> bool:
+        """Hand each SMS to Django's Tasks framework instead of sending it inside
+        the request. Default False."""
+        value = self._get("SEND_VIA_TASKS", False)
+        if not isinstance(value, bool):
+            raise Sms2faConfigurationError(
+                "SMS2FA['SEND_VIA_TASKS'] must be True or False.", check_id="sms2fa.E011"
+            )
+        return value
+
+    @property
+    def TASK_BACKEND(self) -> str:
+        """Alias in ``TASKS`` of the task backend that carries the SMS. Default ``"default"``."""
+        value = self._get("TASK_BACKEND", "default")
+        if not isinstance(value, str) or not value:
+            raise Sms2faConfigurationError(
+                "SMS2FA['TASK_BACKEND'] must be the alias of a backend in TASKS.",
+                check_id="sms2fa.E011",
             )
         return value
 

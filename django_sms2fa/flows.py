@@ -134,6 +134,7 @@ def request_challenge(
         user=user,
         device=device,
         phone=e164,
+        region=region_of(e164) or "ZZ",
         purpose=purpose,
         max_attempts=app_settings.MAX_ATTEMPTS,
         sends=1 if deliver and fixed_code is None else 0,

@@ -29,6 +29,9 @@ class Purpose(models.TextChoices):
 
 
 class ChallengeStatus(models.TextChoices):
+    # Waiting for a task worker to send the first code (SEND_VIA_TASKS); it
+    # cannot be verified until the worker moves it to pending.
+    QUEUED = "queued", _("Queued for sending")
     PENDING = "pending", _("Pending")
     VERIFIED = "verified", _("Verified")
     EXPIRED = "expired", _("Expired")
@@ -62,6 +65,9 @@ class Challenge(models.Model):
         related_name="challenges",
     )
     phone = models.CharField(_("phone (E.164)"), max_length=16)
+    # ISO 3166 region of the phone ("SE"; "ZZ" when unknown), for the stats by
+    # country without parsing every number again.
+    region = models.CharField(max_length=2, blank=True)
     purpose = models.CharField(max_length=20, choices=Purpose.choices)
     status = models.CharField(
         max_length=16, choices=ChallengeStatus.choices, default=ChallengeStatus.PENDING
@@ -102,6 +108,10 @@ class Challenge(models.Model):
             models.Index(fields=["created_at"], name="sms2fa_chal_created"),
             # django-otp devices find their newest pending challenge.
             models.Index(fields=["device", "status", "created_at"], name="sms2fa_chal_device"),
+            # The admin's filters, each read newest first without a sort.
+            models.Index(fields=["status", "created_at"], name="sms2fa_chal_status_time"),
+            models.Index(fields=["purpose", "created_at"], name="sms2fa_chal_purpose_time"),
+            models.Index(fields=["provider", "created_at"], name="sms2fa_chal_provider_time"),
         ]
 
     def __str__(self) -> str:
@@ -143,7 +153,11 @@ class Message(models.Model):
     class Meta:
         verbose_name = _("message")
         verbose_name_plural = _("messages")
-        indexes = [models.Index(fields=["created_at"], name="sms2fa_msg_created")]
+        indexes = [
+            models.Index(fields=["created_at"], name="sms2fa_msg_created"),
+            # sms2fa_refresh_status polls the messages still waiting for a final status.
+            models.Index(fields=["status", "created_at"], name="sms2fa_msg_status_time"),
+        ]
 
     def __str__(self) -> str:
         return f"SMS {self.pk} via {self.provider} ({self.status})"
@@ -172,6 +186,54 @@ class Refusal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} ({self.limit or '-'}) at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DeviceAction(models.TextChoices):
+    ADDED = "added", _("Added")
+    CONFIRMED = "confirmed", _("Confirmed")
+    REPLACED = "replaced", _("Replaced")
+    REMOVED = "removed", _("Removed")
+    UNLOCKED = "unlocked", _("Unlocked")
+    FAILURES_RESET = "failures_reset", _("Failures reset")
+
+
+class DeviceEvent(models.Model):
+    """One change to a user's phone device, for the audit: what, who, when, where.
+
+    Kept when the device or the user is deleted (the number stays, so the
+    audit still says which phone a removed device was).
+    """
+
+    created_at = models.DateTimeField(db_index=True)
+    action = models.CharField(max_length=16, choices=DeviceAction.choices)
+    device = models.ForeignKey(
+        "PhoneDevice", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    # Whose phone it is ...
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sms2fa_device_events",
+    )
+    number = models.CharField(_("phone (E.164)"), max_length=16)
+    # ... and who made the change (the user, or a staff member in the admin).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("device event")
+        verbose_name_plural = _("device events")
+
+    def __str__(self) -> str:
+        return f"{self.action} {mask_phone(self.number)} at {self.created_at:%Y-%m-%d %H:%M:%S}"
 
 
 class PhoneDevice(TimestampMixin, Device):

@@ -34,6 +34,10 @@ message_sent = Signal()
 #: (a :class:`~django_sms2fa.exceptions.ProviderError`).
 message_failed = Signal()
 
+#: A provider reported a new delivery status for a message (webhook or
+#: ``sms2fa_refresh_status``). Args: ``message``, ``old_status``, ``new_status``.
+message_status_changed = Signal()
+
 #: A phone was confirmed as a user's second factor. Args: ``device``,
 #: ``replaced`` (the device it replaced, already deleted, or ``None``).
 device_confirmed = Signal()
