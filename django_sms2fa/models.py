@@ -100,6 +100,9 @@ class Challenge(models.Model):
     class Meta:
         verbose_name = _("challenge")
         verbose_name_plural = _("challenges")
+        # The audit is read-only; only this permission deletes old rows (admin
+        # and sms2fa_purge), so "change" and "delete" are never needed.
+        permissions = [("purge_challenge", _("Can purge old challenges and messages"))]
         indexes = [
             # Send limits by phone and by user over a time window.
             models.Index(fields=["phone", "created_at"], name="sms2fa_chal_phone_time"),
