@@ -440,3 +440,45 @@ def test_w006_warns_while_test_numbers_are_set(settings):
 def test_abuse_settings_are_checked(settings, bad):
     settings.SMS2FA = {**settings.SMS2FA, **bad}
     assert "sms2fa.E010" in all_ids()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"RETENTION_DAYS": 0},
+        {"RETENTION_DAYS": "90d"},
+        {"RETENTION_DAYS": True},
+        {"WEBOTP_DOMAIN": ""},
+        {"WEBOTP_DOMAIN": "https://example.com"},
+        {"WEBOTP_DOMAIN": "example.com #1"},
+        {"WEBOTP_DOMAIN": "exämple.com"},
+        {"WEBHOOK_SECRETS": {"default": "short"}},
+        {"WEBHOOK_SECRETS": ["default"]},
+        {"SEND_VIA_TASKS": "yes"},
+        {"TASK_BACKEND": ""},
+    ],
+)
+def test_operations_settings_are_checked(settings, bad):
+    """Settings of the audit, delivery, WebOTP and task features refuse bad values (E011)."""
+    settings.SMS2FA = {**settings.SMS2FA, **bad}
+    assert "sms2fa.E011" in all_ids()
+
+
+def test_operations_settings_defaults_and_good_values(settings):
+    from django_sms2fa.conf import app_settings
+
+    assert (app_settings.RETENTION_DAYS, app_settings.WEBOTP_DOMAIN) == (90, None)
+    assert (app_settings.WEBHOOK_SECRETS, app_settings.SEND_VIA_TASKS) == ({}, False)
+    assert app_settings.TASK_BACKEND == "default"
+    settings.SMS2FA = {
+        **settings.SMS2FA,
+        "RETENTION_DAYS": 30,
+        "WEBOTP_DOMAIN": "Example.COM",
+        "WEBHOOK_SECRETS": {"default": "x" * 16},
+    }
+    assert app_settings.RETENTION_DAYS == 30
+    assert app_settings.WEBOTP_DOMAIN == "example.com"
+    assert app_settings.WEBHOOK_SECRETS == {"default": "x" * 16}
+    assert "sms2fa.E011" not in all_ids()
+    settings.SMS2FA = {**settings.SMS2FA, "SEND_VIA_TASKS": True}
+    assert app_settings.SEND_VIA_TASKS is True
