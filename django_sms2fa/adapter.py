@@ -6,7 +6,8 @@ override what your site does differently, and name the subclass in settings::
     SMS2FA = {"ADAPTER": "myproject.sms.Sms2faAdapter"}
 
 Typical overrides: finding users by a phone field of your own, issuing API
-tokens at login (see :meth:`login_response`), or the notice texts.
+tokens at login (see :meth:`login_response`), the language of a user's SMS
+(:meth:`get_language`), or the notice texts.
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ class DefaultSms2faAdapter:
                 return {**super().login_response(request, user), "token": token.key}
         """
         return {"user": self.serialize_user(user)}
+
+    def get_language(self, user: Any) -> str | None:
+        """The language of the SMS sent to ``user`` (a language code such as
+        ``"sv"`` or ``"pt-br"``), or ``None`` for the request's active language.
+
+        Override when the site stores each user's language::
+
+            def get_language(self, user):
+                return user.profile.language or None
+        """
+        return None
 
     def phone_replaced_text(self, old_phone: str, new_phone: str) -> str:
         """SMS to the old number after a change (it is no longer a second factor)."""

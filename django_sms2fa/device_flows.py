@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from . import flows, signals
 from .adapter import get_adapter
@@ -91,14 +91,15 @@ def confirm_phone(user: Any, device_id: Any, challenge_id: Any, code: Any) -> Ph
             old.delete()
     adapter = get_adapter()
     # Notices go after the commit and outside it: provider calls never run in
-    # a transaction, and a failed notice must not undo the change.
-    for other in others:
-        if old_pk is not None and other.pk == old_pk:
-            flows.send_notice(
-                phone=other.number, text=adapter.phone_replaced_text(other.number, device.number)
-            )
-        else:
-            flows.send_notice(phone=other.number, text=adapter.phone_added_text(device.number))
+    # a transaction, and a failed notice must not undo the change. They are
+    # written in the user's language, like the codes.
+    with translation.override(adapter.get_language(user) or translation.get_language()):
+        for other in others:
+            if old_pk is not None and other.pk == old_pk:
+                text = adapter.phone_replaced_text(other.number, device.number)
+            else:
+                text = adapter.phone_added_text(device.number)
+            flows.send_notice(phone=other.number, text=text)
     signals.device_confirmed.send(sender=PhoneDevice, device=device, replaced=old)
     return device
 

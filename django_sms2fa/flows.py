@@ -109,7 +109,8 @@ def request_challenge(
     :param phone: as the user typed it; normalized to E.164 here.
     :param purpose: a :class:`~django_sms2fa.models.Purpose` value.
     :param user: the user the challenge is for, if known.
-    :param language: language of the SMS (default: the active language).
+    :param language: language of the SMS (default: the adapter's
+        ``get_language(user)``, else the active language).
     :param deliver: ``False`` creates the challenge without sending anything —
         a decoy for an unknown number, so that the answer to "send a code to
         this number" cannot tell whether the number has an account.
@@ -122,6 +123,7 @@ def request_challenge(
     e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
     client = client or ClientInfo()
     user = user if getattr(user, "pk", None) is not None else None
+    language = language or _language_for(user)
     fixed_code = app_settings.TEST_NUMBERS.get(e164)
     # Every refusal happens here, before any row is written or provider called.
     # A decoy (deliver=False) counts like a real send: the limits must answer
@@ -189,6 +191,7 @@ def resend_challenge(
     challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True)
     if not challenge.is_pending:
         raise _closed_error(challenge)
+    language = language or _language_for(challenge.user)
     now = timezone.now()
     ready_at = _resend_ready_at(challenge)
     if ready_at > now:
@@ -758,6 +761,18 @@ def _serviceable(
         return caps.takes_our_code(length) or caps.returns_code
 
     return [chain[0], *[(alias, p) for alias, p in chain[1:] if serves(p)]]
+
+
+def _language_for(user: Any) -> str | None:
+    """The SMS language: the adapter's choice for ``user``, else the active one.
+
+    Resolved here, in the request: a send deferred past the commit (or to a
+    task worker) has no request language of its own.
+    """
+    from .adapter import get_adapter
+
+    chosen = get_adapter().get_language(user) if user is not None else None
+    return chosen or translation.get_language()
 
 
 def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str, str]:
