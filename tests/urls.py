@@ -16,4 +16,5 @@ urlpatterns = [
     path("otpadmin/", otp_admin_site.urls),
     path("protected/", protected, name="protected"),
     path("api/2fa/", include("django_sms2fa.api.urls")),
+    path("2fa/", include("django_sms2fa.urls")),
 ]

@@ -19,8 +19,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model, login
+from django.contrib.auth import authenticate, login
 
 from .. import device_flows, flows, login_flows
 from ..adapter import get_adapter
@@ -29,7 +28,6 @@ from ..conf import app_settings
 from ..exceptions import (
     ChallengeNotFound,
     InvalidCredentials,
-    LoginExpired,
 )
 from ..models import Challenge, PhoneDevice, Purpose
 from . import serializers as s
@@ -42,6 +40,7 @@ PHONE_BACKEND = "django_sms2fa.backends.PhoneCodeBackend"
 #: What every endpoint that checks a code can answer (for the schema).
 CODE_CHECK_ERRORS: dict[int, list[str]] = {
     400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
+    409: ["challenge_queued"],
     410: ["challenge_expired", "challenge_used", "challenge_cancelled", "challenge_undeliverable"],
     413: ["request_too_large"],
     415: ["unsupported_media_type"],
@@ -106,11 +105,6 @@ def _uuid(value: Any) -> Any:
 
 def _challenge_body(challenge: Challenge) -> dict[str, Any]:
     return s.ChallengeSerializer(challenge).data
-
-
-def _phone_login_backend() -> str:
-    backends = list(settings.AUTHENTICATION_BACKENDS)
-    return PHONE_BACKEND if PHONE_BACKEND in backends else backends[0]
 
 
 # ------------------------------------------------------------------ challenges
@@ -192,6 +186,7 @@ class ChallengeResendView(Sms2faAPIView):
                     400: ["number_not_allowed"],
                     403: ["permission_denied"],
                     404: ["challenge_not_found"],
+                    409: ["challenge_queued"],
                     410: [
                         "challenge_expired",
                         "challenge_used",
@@ -246,12 +241,8 @@ class ChallengeVerifyView(Sms2faAPIView):
         challenge = self.owned_challenge(request, challenge_id)
         if challenge.purpose == Purpose.PASSWORDLESS:
             user, device = login_flows.finish_passwordless(challenge.pk, data["code"])
-            session.clear_pending_login(request)
-            login(request._request, user, backend=_phone_login_backend())
-            # One factor (the phone), so the session is logged in but NOT
-            # verified: @otp_required, OTPAdminSite and phone management still
-            # ask for a second factor. SecondFactorMiddleware reads this key.
-            request.session[session.METHOD_KEY] = session.PASSWORDLESS
+            # Logged in but not verified: one factor (see session.py).
+            session.complete_passwordless_login(request._request, user)
             body = get_adapter().login_response(request, user)
             return Response({"verified": True, "purpose": challenge.purpose, **body})
         if challenge.purpose != Purpose.VERIFY_PHONE or challenge.device_id is not None:
@@ -326,6 +317,7 @@ class LoginVerifyView(Sms2faAPIView):
                     400: ["invalid", "parse_error", "invalid_code", "incorrect_code"],
                     403: ["permission_denied"],
                     404: ["challenge_not_found"],
+                    409: ["challenge_queued"],
                     410: [
                         "login_expired",
                         "challenge_expired",
@@ -348,20 +340,12 @@ class LoginVerifyView(Sms2faAPIView):
     )
     def post(self, request: Request) -> Response:
         data = _valid(s.LoginVerifySerializer, request)
-        pending = session.get_pending_login(request)
-        if pending is None:
-            raise LoginExpired()
+        pending, user = session.pending_login_user(request)
         if pending["challenge_id"] != str(data["challenge"]):
             raise ChallengeNotFound()
-        user = get_user_model()._default_manager.filter(pk=pending["user_id"]).first()
-        if user is None or not user.is_active:
-            session.clear_pending_login(request)
-            raise LoginExpired()
         device = login_flows.finish_second_factor(data["challenge"], data["code"], user=user)
-        session.clear_pending_login(request)
-        login(request._request, user, backend=pending["backend"])  # new session key
-        otp_login(request._request, device)
-        request.session[session.METHOD_KEY] = session.PASSWORD_AND_SMS
+        # New session key, verified with the device (see session.py).
+        session.complete_login(request._request, user, backend=pending["backend"], device=device)
         return Response({"mfa_required": False, **get_adapter().login_response(request, user)})
 
 
