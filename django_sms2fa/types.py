@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 # The closed list of normalized message statuses (DESIGN.md: Message).
@@ -19,6 +20,8 @@ DELIVERED = "delivered"
 FAILED = "failed"
 UNKNOWN = "unknown"
 MESSAGE_STATUSES = (QUEUED, SENT, DELIVERED, FAILED, UNKNOWN)
+# Statuses after which a provider has nothing more to say about a message.
+FINAL_STATUSES = (DELIVERED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,28 @@ class ClientInfo:
 
     ip: str | None = None
     user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """One status update a provider pushed to our webhook, as its parser read it.
+
+    ``needs_lookup`` marks a report that only names the message (GoSMS
+    callbacks): its ``status`` means nothing, and the flows read the real one
+    with the provider's ``get_status()`` before changing anything. ``at`` is
+    when the provider says the status changed, if it says so.
+    """
+
+    message_id: str
+    status: str = UNKNOWN
+    provider_status: str = ""
+    at: datetime | None = None
+    needs_lookup: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in MESSAGE_STATUSES:
+            raise ValueError(
+                f"DeliveryReport.status must be one of {MESSAGE_STATUSES}, not {self.status!r}"
+            )
+        if not isinstance(self.message_id, str) or not self.message_id:
+            raise ValueError("DeliveryReport.message_id must be a non-empty string")

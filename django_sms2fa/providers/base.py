@@ -16,7 +16,19 @@ import time
 from typing import Any
 
 from ..exceptions import ProviderError, Sms2faConfigurationError
-from ..types import Capabilities, OutgoingSms, SendResult
+from ..types import Capabilities, DeliveryReport, OutgoingSms, SendResult
+
+
+class InvalidDeliveryReport(ValueError):
+    """A webhook body that a provider's parser cannot read.
+
+    ``code`` is stable (the webhook answers it in a 400); ``str()`` is a short
+    fixed description that never quotes the body.
+    """
+
+    def __init__(self, what: str, *, code: str = "malformed_report") -> None:
+        self.code = code
+        super().__init__(what)
 
 
 class BaseProvider:
@@ -75,3 +87,23 @@ class BaseProvider:
     def get_status(self, message_id: str) -> SendResult:
         """Look up the delivery status of a sent message, where the API has one."""
         raise NotImplementedError(f"{type(self).__name__} has no status look-up")
+
+    def parse_delivery_report(self, body: bytes, content_type: str) -> list[DeliveryReport]:
+        """Read the body of a delivery webhook this provider called.
+
+        Only the parsing: the webhook has already checked the shared secret.
+
+        :returns: one :class:`DeliveryReport` per message the body names.
+        :raises InvalidDeliveryReport: the body is not what the provider sends.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sends no delivery reports")
+
+    @classmethod
+    def has_status_lookup(cls) -> bool:
+        """Whether the class implements :meth:`get_status`."""
+        return cls.get_status is not BaseProvider.get_status
+
+    @classmethod
+    def receives_delivery_reports(cls) -> bool:
+        """Whether the class implements :meth:`parse_delivery_report`."""
+        return cls.parse_delivery_report is not BaseProvider.parse_delivery_report

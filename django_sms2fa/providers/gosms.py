@@ -28,7 +28,19 @@ import re
 from typing import Any
 
 from ..exceptions import ProviderRejected, ProviderUnavailable, Sms2faConfigurationError
-from ..types import DELIVERED, FAILED, QUEUED, SENT, UNKNOWN, Capabilities, OutgoingSms, SendResult
+from ..types import (
+    DELIVERED,
+    FAILED,
+    QUEUED,
+    SENT,
+    UNKNOWN,
+    Capabilities,
+    DeliveryReport,
+    OutgoingSms,
+    SendResult,
+)
+from . import reports
+from .base import InvalidDeliveryReport
 from .http import HttpAnswer, HttpProvider, summarize_body
 
 __all__ = ["GoSMSProvider", "STATUS_MAP"]
@@ -70,6 +82,13 @@ QUOTA_CODES = frozenset({"1006"})
 # Fields of GoSMS answers never kept in SendResult.raw: ``message`` is our
 # text, with the code in it; the number is already on the Message row.
 _DROPPED_FIELDS = frozenset({"message", "text", "code", "phone_number", "phone"})
+# Where a callback may carry the message id. GoSMS does not document the
+# webhook payload (shared/providers.md: "The payload format is not
+# documented"), so the usual names are tried, at the top level and inside one
+# wrapping object. ``message`` is GoSMS's name for the text, so a string there
+# is never read as an id.
+_CALLBACK_ID_KEYS = ("id", "sms_id", "smsId", "message_id", "messageId")
+_CALLBACK_WRAPPERS = ("sms", "data", "message", "payload", "object")
 # "more than 10 requests/s to one endpoint → 429". The docs do not say
 # whether GoSMS sends Retry-After; one second is enough to get under 10/s.
 DEFAULT_RETRY_AFTER = 1
@@ -197,6 +216,27 @@ class GoSMSProvider(HttpProvider):
             raw=_clean(data),
         )
 
+    # -------------------------------------------------------------- webhooks
+
+    def parse_delivery_report(self, body: bytes, content_type: str) -> list[DeliveryReport]:
+        """Read a GoSMS webhook call: only the message ids in it.
+
+        The payload is undocumented, so nothing in it is trusted but the id:
+        each report has ``needs_lookup`` set and the flows read the status
+        with :meth:`get_status` (``POST /sms/get``). A status in the body,
+        whatever it says, changes nothing.
+
+        :raises InvalidDeliveryReport: not JSON or a form, or no message id.
+        """
+        ids: list[str] = []
+        for record in reports.records(reports.decode_body(body, content_type)):
+            message_id = _callback_message_id(record)
+            if not message_id:
+                raise InvalidDeliveryReport("no message id in the callback")
+            if message_id not in ids:
+                ids.append(message_id)
+        return [DeliveryReport(message_id=i, needs_lookup=True) for i in ids]
+
     # --------------------------------------------------------------- helpers
 
     def _headers(self) -> dict[str, str]:
@@ -318,6 +358,19 @@ def _message_id(data: dict[str, Any]) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return ""
     return str(value).strip()[:128]
+
+
+def _callback_message_id(record: dict[str, Any]) -> str:
+    message_id = reports.first_message_id(record, _CALLBACK_ID_KEYS)
+    if message_id:
+        return message_id
+    for key in _CALLBACK_WRAPPERS:
+        inner = record.get(key)
+        if isinstance(inner, dict):
+            message_id = reports.first_message_id(inner, _CALLBACK_ID_KEYS)
+            if message_id:
+                return message_id
+    return ""
 
 
 def _clean(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Delivery-report webhooks: providers tell us what became of a message."""
