@@ -6,7 +6,9 @@
 #
 # Makes .venv in the repository root (first run only), installs the package
 # into it in editable mode, migrates, creates the demo user and starts the
-# development server. SMS codes are printed in this terminal.
+# development server. SMS codes are printed in this terminal and listed on
+# http://127.0.0.1:8000/dev/outbox/ (DEBUG only), so you can log in from the
+# browser alone: open the home page, follow "Log in", read the code there.
 # Set EXAMPLE_REINSTALL=1 to force `pip install -e .` again.
 set -euo pipefail
 
@@ -47,5 +49,7 @@ echo "==> Creating the demo user"
 "$PY" example_project/manage.py demo_setup
 
 ADDR="${EXAMPLE_ADDR:-127.0.0.1:8000}"
-echo "==> Starting the server on http://$ADDR/ (Ctrl-C to stop). SMS codes appear below."
+echo "==> Starting the server on http://$ADDR/ (Ctrl-C to stop)."
+echo "    Log in as demo / demo-password at http://$ADDR/2fa/login/; the SMS codes appear"
+echo "    below and on http://$ADDR/dev/outbox/."
 exec "$PY" example_project/manage.py runserver "$ADDR"

@@ -36,7 +36,9 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, its default site replaced by one whose login is the
+    # sms2fa pages (example/admin_site.py).
+    "example.admin_site.ExampleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -70,7 +72,8 @@ WSGI_APPLICATION = "example.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # templates/django_sms2fa/base.html gives the sms2fa pages this site's layout.
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -101,12 +104,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LOGIN_URL = "/accounts/login/"
+# The sms2fa pages: password, then the code (or the phone alone).
+LOGIN_URL = "/2fa/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 # Where @otp_required sends a user who has not passed a second factor yet:
-# the OTP admin login asks for the password and then for the SMS code.
-OTP_LOGIN_URL = "/admin/login/"
+# the sms2fa login page asks for the password and then for the SMS code.
+OTP_LOGIN_URL = "/2fa/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -118,10 +122,10 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # django-sms2fa: the console provider prints each SMS (code included) to the
-# server's standard output. Development only: `manage.py check` warns
-# (sms2fa.W001) if it is used with DEBUG off.
+# server's standard output; this subclass also keeps the last ones in memory
+# for the DEBUG-only page /dev/outbox/. Development only.
 SMS2FA = {
-    "PROVIDERS": {"default": {"BACKEND": "django_sms2fa.providers.console.ConsoleProvider"}},
+    "PROVIDERS": {"default": {"BACKEND": "example.sms.ConsoleOutboxProvider"}},
     "DEFAULT_REGION": "SE",
 }
 

@@ -16,9 +16,16 @@ for model, model_admin in admin.site._registry.items():
 
 urlpatterns = [
     path("", views.home, name="home"),
-    # The only admin is the OTP admin: password, then the SMS code.
+    # Two admins, both for the demo user: /admin/ is django-otp's OTPAdminSite
+    # (its own login form: password, device, code); /plain-admin/ is Django's
+    # admin, whose login is the sms2fa pages (example/admin_site.py).
     path("admin/", otp_admin_site.urls),
     path("otp-admin/", RedirectView.as_view(url="/admin/", query_string=True)),
+    path("plain-admin/", admin.site.urls),
+    # The HTML pages: log in, the code, passwordless login, phones.
+    path("2fa/", include("django_sms2fa.urls")),
+    # DEBUG only (404 otherwise): the SMS the site sent, codes in clear.
+    path("dev/outbox/", views.dev_outbox, name="dev_outbox"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="example/login.html"),

@@ -45,7 +45,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             self.style.SUCCESS(
-                "Demo ready. Log in at /otp-admin/ and read the SMS code in the "
-                "terminal running the server."
+                "Demo ready. Log in at /2fa/login/ (or the admin at /admin/) and read "
+                "the SMS code at /dev/outbox/ or in the terminal running the server."
             )
         )
