@@ -129,12 +129,12 @@ def test_verify_accepts_the_right_code_once(outbox, user):
 
 
 def test_verify_statement_count(outbox):
-    """Verify: read, reserve one attempt, mark verified — three statements."""
+    """Verify a right code: read, then take the attempt and mark verified in one UPDATE."""
     challenge = request()
     with CaptureQueriesContext(connection) as queries:
         flows.verify_challenge(challenge.pk, outbox[0].code)
     statements = [q["sql"].split()[0] for q in queries]
-    assert statements == ["SELECT", "UPDATE", "UPDATE"]
+    assert statements == ["SELECT", "UPDATE"]
 
 
 def test_wrong_code_uses_an_attempt_and_says_how_many_are_left(outbox):
