@@ -1,0 +1,393 @@
+"""The admin's statistics page: the figures of :mod:`stats` as charts and tables.
+
+Charts are inline SVG drawn on the server: no JavaScript, no CDN, nothing
+fetched from anywhere, so the page works offline and under a strict Content
+Security Policy (colours are SVG presentation attributes, not inline styles).
+Every chart carries a ``<title>``/``<desc>`` for screen readers and a plain
+table of the same numbers beside it.
+
+``ChallengeAdmin`` serves it at ``…/challenge/stats/`` through
+``admin_site.admin_view`` (login, staff); this view adds the check for the
+view permission on challenges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from django import forms
+from django.contrib.admin import ModelAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
+
+from . import stats
+
+# Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#F0E442")
+RATE_COLOUR = "#009E73"
+FAILURE_COLOUR = "#D55E00"
+VOLUME_COLOUR = "#0072B2"
+
+WIDTH = 760
+DAY_CHART_HEIGHT = 240
+LEFT, RIGHT, TOP, BOTTOM = 48, 8, 28, 24
+ROW = 20  # height of one horizontal bar row
+LABEL_WIDTH = 150  # room for the row labels of horizontal bar charts
+VALUE_WIDTH = 150  # room for the value text after a horizontal bar
+
+
+class _RangeFormBase(forms.Form):
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        end: date | None = data.get("to")
+        start: date | None = data.get("from")
+        try:
+            if start is None and end is None:
+                data["range"] = stats.last_days()
+            else:
+                end = end or stats.last_days(1).end
+                start = start or stats.last_days(stats.DEFAULT_RANGE_DAYS, today=end).start
+                data["range"] = stats.make_range(start, end)
+        except stats.InvalidRange as err:
+            raise forms.ValidationError(str(err), code=err.code) from None
+        return data
+
+
+def _date_field(label: Any) -> forms.DateField:
+    return forms.DateField(
+        label=label,
+        required=False,
+        input_formats=["%Y-%m-%d"],
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+
+
+# "from" is a Python keyword, so the fields cannot be declared in a class body;
+# the query string keeps the plain names (?from=2025-01-01&to=2025-01-31).
+StatsRangeForm = type(
+    "StatsRangeForm",
+    (_RangeFormBase,),
+    {"from": _date_field(_("From")), "to": _date_field(_("To")), "__module__": __name__},
+)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: str
+    y: str
+    width: str
+    height: str
+    fill: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Label:
+    x: str
+    y: str
+    text: str
+    anchor: str = "start"
+
+
+@dataclass(frozen=True)
+class Rule:
+    x1: str
+    y1: str
+    x2: str
+    y2: str
+
+
+@dataclass
+class Chart:
+    """One SVG chart; coordinates are preformatted strings (no localized floats)."""
+
+    id: str
+    title: str
+    desc: str
+    width: int
+    height: int
+    bars: list[Bar] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+
+
+@dataclass
+class Figure:
+    chart: Chart | None  # None: nothing to draw in this range
+    table: stats.Table
+    headers: list[str]
+    rows: list[list[str]]
+    long: bool  # the per-day tables fold away under the chart
+
+
+def _n(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 5 × 10ⁿ at or above ``value`` (axis maximum)."""
+    if value <= 1:
+        return 1
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    for step in (1, 2, 5, 10):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10 * magnitude  # not reached
+
+
+def _percent(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.1%}"
+
+
+def _day_chart(
+    chart_id: str,
+    title: str,
+    desc: str,
+    days: list[date],
+    series: list[tuple[str, str, list[float | None]]],
+    *,
+    maximum: float,
+    axis: list[tuple[float, str]],
+    titles: list[list[str]],
+) -> Chart:
+    """Vertical bars, one band per day; several series stack."""
+    chart = Chart(chart_id, title, desc, WIDTH, DAY_CHART_HEIGHT)
+    plot_w = WIDTH - LEFT - RIGHT
+    plot_h = DAY_CHART_HEIGHT - TOP - BOTTOM
+    base = TOP + plot_h
+    for value, text in axis:
+        y = base - plot_h * value / maximum
+        chart.rules.append(Rule(_n(LEFT), _n(y), _n(WIDTH - RIGHT), _n(y)))
+        chart.labels.append(Label(_n(LEFT - 4), _n(y + 4), text, "end"))
+    band = plot_w / max(len(days), 1)
+    bar_w = max(band * 0.8, 0.5)
+    for i in range(len(days)):
+        x = LEFT + i * band + (band - bar_w) / 2
+        bottom = base
+        for s, (_name, colour, values) in enumerate(series):
+            value = values[i]
+            if not value:
+                continue
+            height = plot_h * value / maximum
+            bottom -= height
+            chart.bars.append(Bar(_n(x), _n(bottom), _n(bar_w), _n(height), colour, titles[i][s]))
+    marks = {0: "start", len(days) - 1: "end"}
+    if len(days) > 2:
+        marks[len(days) // 2] = "middle"
+    for i, anchor in marks.items():
+        x = (
+            LEFT + i * band + band / 2
+            if anchor == "middle"
+            else (LEFT if anchor == "start" else WIDTH - RIGHT)
+        )
+        chart.labels.append(Label(_n(x), _n(DAY_CHART_HEIGHT - 6), days[i].isoformat(), anchor))
+    # Legend along the top.
+    x = LEFT
+    for name, colour, _values in series:
+        chart.bars.append(Bar(_n(x), "8", "10", "10", colour, name))
+        chart.labels.append(Label(_n(x + 14), "17", name))
+        x += 22 + 7 * len(name)
+    return chart
+
+
+def _hbar_chart(
+    chart_id: str,
+    title: str,
+    desc: str,
+    rows: list[tuple[str, float, str, str]],
+    *,
+    maximum: float,
+    colour: str,
+) -> Chart:
+    """Horizontal bars: ``(label, value, value text, tooltip)`` per row."""
+    height = TOP + ROW * len(rows) + 8
+    chart = Chart(chart_id, title, desc, WIDTH, height)
+    plot_w = WIDTH - LABEL_WIDTH - VALUE_WIDTH
+    chart.rules.append(Rule(_n(LABEL_WIDTH), "4", _n(LABEL_WIDTH), _n(height - 4)))
+    for i, (label, value, text, tip) in enumerate(rows):
+        y = TOP + i * ROW
+        width = plot_w * value / maximum if maximum else 0
+        chart.labels.append(Label(_n(LABEL_WIDTH - 6), _n(y + 14), label[:24], "end"))
+        if width > 0:
+            chart.bars.append(
+                Bar(_n(LABEL_WIDTH), _n(y + 3), _n(max(width, 1)), _n(ROW - 6), colour, tip)
+            )
+        chart.labels.append(Label(_n(LABEL_WIDTH + width + 6), _n(y + 14), text))
+    return chart
+
+
+def _sends_chart(sends: stats.SendsPerDay) -> Chart | None:
+    if not sends.grand_total:
+        return None
+    peak = max(sends.total(day) for day in sends.days)
+    top = _nice_ceiling(peak)
+    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sends.providers)}
+    series = [
+        (name, colours[name], [float(sends.counts[day][name]) for day in sends.days])
+        for name in sends.providers
+    ]
+    titles = [
+        [f"{day.isoformat()} {name}: {sends.counts[day][name]} SMS" for name in sends.providers]
+        for day in sends.days
+    ]
+    return _day_chart(
+        "sms2fa-sends",
+        str(_("SMS sent per day by provider")),
+        f"{sends.grand_total} SMS in {len(sends.days)} days; busiest day {peak}.",
+        sends.days,
+        series,
+        maximum=top,
+        axis=[(0, "0"), (top / 2, _n(top / 2)), (top, _n(top))],
+        titles=titles,
+    )
+
+
+def _rate_by_day_chart(rates: list[stats.Rate], days: list[date]) -> Chart | None:
+    if not any(rate.sent for rate in rates):
+        return None
+    values: list[float | None] = [None if r.rate is None else 100 * r.rate for r in rates]
+    titles = [[f"{r.key}: {_percent(r.rate)} ({r.verified} of {r.sent})"] for r in rates]
+    sent = sum(r.sent for r in rates)
+    verified = sum(r.verified for r in rates)
+    return _day_chart(
+        "sms2fa-rate-day",
+        str(_("Verification rate by day")),
+        f"{verified} of {sent} challenges verified ({_percent(verified / sent)}).",
+        days,
+        [(str(_("verified ÷ sent")), RATE_COLOUR, values)],
+        maximum=100,
+        axis=[(0, "0%"), (50, "50%"), (100, "100%")],
+        titles=titles,
+    )
+
+
+def _country_chart(rates: list[stats.Rate]) -> Chart | None:
+    if not rates:
+        return None
+    rows = [
+        (
+            r.key,
+            100 * (r.rate or 0),
+            f"{_percent(r.rate)} of {r.sent}",
+            f"{r.key}: {r.verified} of {r.sent} verified",
+        )
+        for r in rates
+    ]
+    return _hbar_chart(
+        "sms2fa-rate-country",
+        str(_("Verification rate by country")),
+        f"{len(rates)} countries, most sends first.",
+        rows,
+        maximum=100,
+        colour=RATE_COLOUR,
+    )
+
+
+def _failure_chart(failures: list[stats.Failure]) -> Chart | None:
+    if not failures:
+        return None
+    rows = [
+        (
+            f"{f.provider} · {f.error_code or '(none)'}",
+            float(f.count),
+            str(f.count),
+            f"{f.provider} {f.error_code or '(none)'}: {f.count} failures",
+        )
+        for f in failures
+    ]
+    return _hbar_chart(
+        "sms2fa-failures",
+        str(_("Failures by error code")),
+        f"{sum(f.count for f in failures)} failures, most frequent error first.",
+        rows,
+        maximum=max(f.count for f in failures),
+        colour=FAILURE_COLOUR,
+    )
+
+
+def _prefix_chart(prefixes: list[stats.PrefixVolume]) -> Chart | None:
+    if not prefixes:
+        return None
+    rows = [
+        (
+            p.prefix,
+            float(p.sms),
+            f"{p.sms} SMS, {p.verified} verified",
+            f"{p.prefix}: {p.sms} SMS, {p.verified} challenges verified",
+        )
+        for p in prefixes
+    ]
+    return _hbar_chart(
+        "sms2fa-prefixes",
+        str(_("Top number prefixes by volume")),
+        "Prefixes with the most SMS; many SMS and few verifications suggest SMS pumping.",
+        rows,
+        maximum=max(p.sms for p in prefixes),
+        colour=VOLUME_COLOUR,
+    )
+
+
+def _cells(table: stats.Table) -> list[list[str]]:
+    return [
+        [
+            _percent(value) if header == "rate" else str(value)
+            for header, value in zip(table.headers, row, strict=True)
+        ]
+        for row in table.rows
+    ]
+
+
+def figures(result: stats.Report) -> list[Figure]:
+    """Each figure of ``result`` as a chart (or ``None``) and its table."""
+    charts = [
+        _sends_chart(result.sends),
+        _rate_by_day_chart(result.rate_by_day, result.range.days),
+        _country_chart(result.rate_by_country),
+        _failure_chart(result.failures),
+        _prefix_chart(result.prefixes),
+    ]
+    return [
+        Figure(
+            chart,
+            table,
+            table.headers,
+            _cells(table),
+            long=table.name in ("sends_per_day", "verification_by_day"),
+        )
+        for chart, table in zip(charts, stats.tables(result), strict=True)
+    ]
+
+
+def stats_view(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+    """The statistics page (GET ``from``/``to``, default the last 30 days).
+
+    :raises PermissionDenied: the user may not view challenges (403).
+    """
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    # {% url 'admin:…' %} in the template must resolve on this admin site
+    # (the example site serves the models on an OTPAdminSite).
+    request.current_app = model_admin.admin_site.name
+    data: Any = request.GET
+    if "from" not in data and "to" not in data:
+        default = stats.last_days()
+        data = {"from": default.start.isoformat(), "to": default.end.isoformat()}
+    form = StatsRangeForm(data)
+    context: dict[str, Any] = {
+        **model_admin.admin_site.each_context(request),
+        "title": _("SMS statistics"),
+        "opts": model_admin.model._meta,
+        "form": form,
+        "figures": [],
+    }
+    if form.is_valid():
+        result = stats.report(form.cleaned_data["range"])
+        context.update(range=result.range, totals=stats.totals(result), figures=figures(result))
+        context["totals_rate"] = _percent(context["totals"].rate)
+    return TemplateResponse(request, "admin/django_sms2fa/stats.html", context)
