@@ -128,6 +128,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
     errors.extend(_check_providers())
     errors.extend(_check_limits_cache())
+    errors.extend(_check_tasks())
     return errors
 
 
@@ -228,6 +229,41 @@ def _check_limits_cache() -> list[checks.CheckMessage]:
                 "hold across processes.",
                 hint="Point SMS2FA['CACHE'] at a shared cache such as Redis.",
                 id="sms2fa.W002",
+            )
+        ]
+    return []
+
+
+def _check_tasks() -> list[checks.CheckMessage]:
+    """With SEND_VIA_TASKS, a Tasks framework and the named backend must exist."""
+    if not _read(lambda: app_settings.SEND_VIA_TASKS, []):
+        return []
+    alias = _read(lambda: app_settings.TASK_BACKEND, [])
+    if alias is None:
+        return []  # reported above
+    try:
+        import django.tasks  # noqa: F401
+    except ImportError:  # Django 5.2
+        try:
+            import django_tasks  # noqa: F401
+        except ImportError:
+            return [
+                checks.Error(
+                    "SMS2FA['SEND_VIA_TASKS'] needs Django's Tasks framework: Django 6, or "
+                    "the django-tasks backport on Django 5.2.",
+                    hint="pip install 'django-sms2fa[tasks]' and add 'django_tasks' to "
+                    "INSTALLED_APPS.",
+                    id="sms2fa.E011",
+                )
+            ]
+    # Without a TASKS setting, Django's default has only "default" (immediate).
+    configured = getattr(settings, "TASKS", None) or {"default": {}}
+    if alias not in configured:
+        return [
+            checks.Error(
+                f"SMS2FA['TASK_BACKEND'] = {alias!r} is not a backend in TASKS.",
+                hint=f"Add {alias!r} to TASKS, or set TASK_BACKEND to one of {sorted(configured)}.",
+                id="sms2fa.E011",
             )
         ]
     return []

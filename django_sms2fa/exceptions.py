@@ -109,6 +109,16 @@ class ChallengeUndeliverable(Sms2faError):
     default_message = _("The SMS for this request could not be sent. Request a new one.")
 
 
+class ChallengeQueued(Sms2faError):
+    """The code is still waiting for a task worker to send it (``SEND_VIA_TASKS``).
+
+    Nothing was checked and no attempt was used: ask again in a moment.
+    """
+
+    code = "challenge_queued"
+    default_message = _("The code is still being sent. Try again in a moment.")
+
+
 class RateLimited(Sms2faError):
     """Too soon or too often; ``retry_after`` (seconds) says when to try again."""
 

@@ -49,6 +49,7 @@ from .exceptions import (
     ChallengeCancelled,
     ChallengeExpired,
     ChallengeNotFound,
+    ChallengeQueued,
     ChallengeUndeliverable,
     DeliveryFailed,
     DestinationSuspended,
@@ -88,6 +89,8 @@ _CLOSED_ERRORS: dict[str, type[Sms2faError]] = {
     ChallengeStatus.FAILED: TooManyAttempts,
     ChallengeStatus.CANCELLED: ChallengeCancelled,
     ChallengeStatus.UNDELIVERABLE: ChallengeUndeliverable,
+    # Not closed: waiting for a task worker to send its code.
+    ChallengeStatus.QUEUED: ChallengeQueued,
 }
 
 
@@ -114,7 +117,8 @@ def request_challenge(
     :param deliver: ``False`` creates the challenge without sending anything —
         a decoy for an unknown number, so that the answer to "send a code to
         this number" cannot tell whether the number has an account.
-    :returns: the saved :class:`Challenge` (status ``pending``).
+    :returns: the saved :class:`Challenge` (status ``pending``; ``queued``
+        with ``SEND_VIA_TASKS``, until a task worker sends the code).
     :raises InvalidPhone: the number is not a valid phone number.
     :raises DeliveryFailed: no provider took the SMS; the challenge is left
         ``undeliverable`` (``context["challenge_id"]`` names it).
@@ -151,7 +155,15 @@ def request_challenge(
     # The first provider's mode is known before the insert, so the code hash
     # goes in with the row: one statement, and never a pending row without it.
     alias, provider = chain[0]
-    code = _arm(challenge, alias, provider)
+    # SEND_VIA_TASKS: the worker makes the code (task arguments are stored in
+    # the queue, so a code must never be one); the row goes in queued, without
+    # a hash, and only the worker's claim (send_queued) arms it. A decoy is
+    # queued too, so that it looks like any other challenge.
+    queued = app_settings.SEND_VIA_TASKS and fixed_code is None
+    if queued:
+        challenge.status, challenge.provider, code = ChallengeStatus.QUEUED, alias, ""
+    else:
+        code = _arm(challenge, alias, provider)
     if fixed_code is not None:
         # A configured test number (app-store review): a fixed code, checked
         # like any other, and no SMS ever.
@@ -163,7 +175,9 @@ def request_challenge(
     challenge.save(force_insert=True)
     logger.info("sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164))
     _send_signal(signals.challenge_requested, challenge=challenge)
-    if deliver:
+    if queued:
+        _enqueue_send(challenge, language)
+    elif deliver:
         _deliver_now_or_on_commit(challenge, chain, code, language)
     return challenge
 
@@ -185,6 +199,7 @@ def resend_challenge(
     :raises ChallengeNotFound: unknown id, or not ``user``'s, or not ``purpose``.
     :raises ChallengeAlreadyUsed, TooManyAttempts, ChallengeCancelled,
         ChallengeExpired, ChallengeUndeliverable: the challenge is closed.
+    :raises ChallengeQueued: its code is still waiting for a task worker.
     :raises RateLimited: the last send was less than ``RESEND_INTERVAL`` ago.
     :raises DeliveryFailed: as for :func:`request_challenge`.
     """
@@ -212,7 +227,18 @@ def resend_challenge(
     alias, provider = chain[0]
     old_hash = challenge.code_hash
     challenge.expires_at = now + timedelta(seconds=app_settings.CODE_LIFETIME)
-    code = _arm(challenge, alias, provider)
+    # SEND_VIA_TASKS: back to queued without a hash (the old code dies now);
+    # the worker makes the new code, as for a request.
+    queued = app_settings.SEND_VIA_TASKS and fixed_code is None
+    if queued:
+        challenge.status, challenge.provider, challenge.code_hash, code = (
+            ChallengeStatus.QUEUED,
+            alias,
+            "",
+            "",
+        )
+    else:
+        code = _arm(challenge, alias, provider)
     if fixed_code is not None:
         challenge.code_hash = _hash_for(challenge, fixed_code)
     updated = Challenge.objects.filter(
@@ -223,6 +249,7 @@ def resend_challenge(
         # Re-checked by the database: of two concurrent resends, one sends.
         last_sent_at=challenge.last_sent_at,
     ).update(
+        status=challenge.status,
         code_hash=challenge.code_hash,
         checked_by=challenge.checked_by,
         provider=alias,
@@ -242,7 +269,9 @@ def resend_challenge(
     challenge.sends += 1 if deliver else 0
     logger.info("sms2fa: challenge %s resent", challenge.pk)
     _send_signal(signals.challenge_resent, challenge=challenge)
-    if deliver:
+    if queued:
+        _enqueue_send(challenge, language)
+    elif deliver:
         _deliver_now_or_on_commit(challenge, chain, code, language)
     return challenge
 
@@ -275,6 +304,8 @@ def verify_challenge(
     :raises TooManyAttempts: the attempts are used up.
     :raises ChallengeNotFound, ChallengeExpired, ChallengeAlreadyUsed,
         ChallengeCancelled, ChallengeUndeliverable: see their docs.
+    :raises ChallengeQueued: the code is still waiting for a task worker (no
+        attempt is used).
     :raises ProviderError: the provider that checks this code did not answer.
     """
     code = clean_submitted_code(code)
@@ -376,6 +407,73 @@ def cancel_challenge(
     """
     challenge = _load(challenge_id, user=user, purpose=purpose)
     return _close(challenge, ChallengeStatus.CANCELLED, timezone.now())
+
+
+def send_queued(challenge_id: Any, *, queued_at: str, language: str | None = None) -> str:
+    """Send the code of a queued challenge: the task worker's side of ``SEND_VIA_TASKS``.
+
+    The code is made here, in the worker, and the run claims the send with one
+    conditional ``UPDATE … SET status = 'pending', code_hash = … WHERE status =
+    'queued' AND last_sent_at = <queued_at> AND expires_at > now``: only the
+    run that wins the claim calls a provider, so a task that runs twice (a
+    retry, a duplicate delivery) never sends a second SMS. The price is
+    at-most-once: a worker that dies between the claim and the provider's
+    answer leaves a pending challenge whose code nobody received, and the
+    user asks for a new one (resend).
+
+    :param queued_at: ``last_sent_at`` of the challenge when it was queued
+        (ISO 8601); a later resend queues a new send, which this run leaves alone.
+    :param language: the SMS language, chosen in the request.
+    :returns: ``"sent"`` (a provider took it), ``"decoy"`` (claimed; a decoy
+        sends nothing), ``"undeliverable"`` (no provider took it; recorded),
+        ``"expired"`` (queued for longer than the code's lifetime: not sent)
+        or ``"skipped"`` (nothing to claim: already sent, cancelled, unknown).
+    """
+    try:
+        pk = uuid.UUID(str(challenge_id))
+        token = datetime.fromisoformat(queued_at)
+    except (TypeError, ValueError):
+        logger.warning("sms2fa: a queued send with malformed arguments was dropped")
+        return "skipped"
+    challenge = Challenge.objects.select_related("user").filter(pk=pk).first()
+    if challenge is None or challenge.status != ChallengeStatus.QUEUED:
+        return "skipped"
+    now = timezone.now()
+    if challenge.expires_at <= now:
+        # The queue held it longer than the code's lifetime: the user has
+        # moved on, and a late code would only confuse.
+        if challenge.last_sent_at == token and _close(challenge, ChallengeStatus.EXPIRED, now):
+            logger.warning("sms2fa: challenge %s expired in the task queue", challenge.pk)
+            return "expired"
+        return "skipped"
+    chain = _provider_chain(challenge.phone)
+    alias, provider = chain[0]
+    code = _arm(challenge, alias, provider)
+    claimed = Challenge.objects.filter(
+        pk=challenge.pk,
+        status=ChallengeStatus.QUEUED,
+        last_sent_at=token,
+        expires_at__gt=now,
+    ).update(
+        status=ChallengeStatus.PENDING,
+        code_hash=challenge.code_hash,
+        checked_by=challenge.checked_by,
+        provider=alias,
+        last_sent_at=now,
+    )
+    if not claimed:
+        return "skipped"  # another run claimed it, or it was cancelled meanwhile
+    challenge.status, challenge.last_sent_at = ChallengeStatus.PENDING, now
+    if not challenge.sends:
+        return "decoy"  # a decoy for an unknown number: armed, never sent
+    try:
+        _deliver(challenge, chain, code, language)
+    except DeliveryFailed:
+        # Nobody waits for an answer here; the challenge is undeliverable and
+        # its messages record why.
+        logger.warning("sms2fa: challenge %s could not be delivered", challenge.pk)
+        return "undeliverable"
+    return "sent"
 
 
 def send_test_sms(
@@ -682,6 +780,49 @@ def _deliver_now_or_on_commit(
     transaction.on_commit(deliver_after_commit)
 
 
+def _enqueue_send(challenge: Challenge, language: str | None) -> None:
+    """Queue the send of a ``queued`` challenge on the task backend, after commit.
+
+    The task gets identifiers only (task arguments are stored in the queue):
+    the challenge id, the moment it was queued and the language.
+    """
+    # The one place the flows reach an edge: the task is how the send leaves
+    # this process. Imported here, so SEND_VIA_TASKS off needs no task framework.
+    from . import tasks
+
+    args = (str(challenge.pk), challenge.last_sent_at.isoformat(), language or "")
+
+    def enqueue() -> None:
+        try:
+            tasks.send_challenge_sms.using(backend=app_settings.TASK_BACKEND).enqueue(*args)
+        except Exception as err:
+            # The backend is down (database, Redis): nothing will ever send
+            # this code, so say so now rather than leave it queued.
+            logger.error(
+                "sms2fa: challenge %s could not be queued (%s)", challenge.pk, type(err).__name__
+            )
+            _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
+            if not challenge.sends:
+                # A decoy: its caller answers as for a real number whose SMS
+                # failed (login_flows.start_passwordless), so no error here.
+                return
+            raise DeliveryFailed(challenge_id=str(challenge.pk)) from err
+
+    if not _in_real_transaction():
+        enqueue()
+        return
+
+    def enqueue_after_commit() -> None:
+        # The worker must never look for a row the caller's transaction has
+        # not committed (or rolled back).
+        try:
+            enqueue()
+        except DeliveryFailed:
+            pass  # logged above; the challenge is undeliverable
+
+    transaction.on_commit(enqueue_after_commit)
+
+
 def _deliver(
     challenge: Challenge, chain: list[tuple[str, BaseProvider]], code: str, language: str | None
 ) -> None:
@@ -905,11 +1046,14 @@ def _closed_error(challenge: Challenge) -> Sms2faError:
 
 def _ensure_open(challenge: Challenge, now: datetime) -> None:
     """Raise the right error unless ``challenge`` can take a guess now."""
-    if not challenge.is_pending:
+    if not challenge.is_pending and challenge.status != ChallengeStatus.QUEUED:
         raise _closed_error(challenge)
     if challenge.expires_at <= now:
         _close(challenge, ChallengeStatus.EXPIRED, now)
         raise ChallengeExpired(challenge_id=str(challenge.pk))
+    if challenge.status == ChallengeStatus.QUEUED:
+        # Not sent yet: there is no code to compare, and no attempt is used.
+        raise ChallengeQueued(challenge_id=str(challenge.pk))
     if challenge.attempts >= challenge.max_attempts:
         # Every attempt is taken. Do not close the challenge here: a right
         # answer admitted a moment ago may still be under evaluation.
@@ -919,8 +1063,11 @@ def _ensure_open(challenge: Challenge, now: datetime) -> None:
 def _close(
     challenge: Challenge, status: str, now: datetime, *, only_if_exhausted: bool = False
 ) -> bool:
-    """Move a pending challenge to a closed ``status``; ``False`` if it was not pending."""
-    query = Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING)
+    """Move a pending (or queued) challenge to a closed ``status``; ``False`` if it was
+    neither."""
+    query = Challenge.objects.filter(
+        pk=challenge.pk, status__in=(ChallengeStatus.PENDING, ChallengeStatus.QUEUED)
+    )
     if only_if_exhausted:
         query = query.filter(wrong_attempts__gte=F("max_attempts"))
     if not query.update(status=status, closed_at=now):

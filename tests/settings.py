@@ -7,6 +7,8 @@ server with the ``postgres`` user and trust auth).
 
 import os
 
+import django
+
 SECRET_KEY = "tests-only-secret-key-not-for-production"
 DEBUG = False
 USE_TZ = True
@@ -22,6 +24,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_otp",
     "django_sms2fa",
+    # SEND_VIA_TASKS: a database task backend (tests/test_tasks_worker.py runs
+    # its db_worker); on Django 5.2 it runs on the django-tasks backport.
+    "django_tasks_db",
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
 ]
 
 AUTHENTICATION_BACKENDS = [

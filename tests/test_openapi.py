@@ -95,6 +95,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         400: {"number_not_allowed"},
         403: {"permission_denied"},
         404: {"challenge_not_found"},
+        409: {"challenge_queued"},
         410: CLOSED,
         429: SEND_REFUSED | {"too_many_attempts"},
         503: {"delivery_failed"},
@@ -104,6 +105,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         400: {"invalid", "parse_error", "invalid_code", "incorrect_code"},
         403: {"permission_denied"},
         404: {"challenge_not_found"},
+        409: {"challenge_queued"},
         410: CLOSED,
         429: CHECK_REFUSED,
         503: {"delivery_failed"},
@@ -120,6 +122,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         400: {"invalid", "parse_error", "invalid_code", "incorrect_code"},
         403: {"permission_denied"},
         404: {"challenge_not_found"},
+        409: {"challenge_queued"},
         410: CLOSED | {"login_expired"},
         429: CHECK_REFUSED,
         503: {"delivery_failed"},
@@ -139,6 +142,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         400: {"invalid", "parse_error", "invalid_code", "incorrect_code"},
         403: {"not_authenticated", "permission_denied"},
         404: {"device_not_found", "challenge_not_found"},
+        409: {"challenge_queued"},
         410: CLOSED,
         429: CHECK_REFUSED,
         503: {"delivery_failed"},
@@ -357,7 +361,8 @@ def test_request_bodies_are_json_only_and_as_validated(schema):
 
 def test_the_challenge_answer_is_typed(schema):
     challenge = schema["components"]["schemas"]["Challenge"]
-    assert set(challenge["required"]) == {"id", "purpose", "phone", "expires_at", "resend_at"}
+    fields = {"id", "purpose", "phone", "status", "expires_at", "resend_at"}
+    assert set(challenge["required"]) == fields
     props = challenge["properties"]
     assert props["id"]["format"] == "uuid"
     assert props["expires_at"]["format"] == props["resend_at"]["format"] == "date-time"

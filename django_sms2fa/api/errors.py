@@ -41,6 +41,7 @@ STATUS_BY_CODE: dict[str, int] = {
     domain.ChallengeAlreadyUsed.code: 410,
     domain.ChallengeCancelled.code: 410,
     domain.ChallengeUndeliverable.code: 410,
+    domain.ChallengeQueued.code: 409,
     domain.LoginExpired.code: 410,
     domain.TooManyAttempts.code: 429,
     domain.RateLimited.code: 429,

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from django.utils.translation import gettext_lazy as _
 
 from ..flows import resend_ready_at
-from ..models import Challenge, PhoneDevice, Purpose
+from ..models import Challenge, ChallengeStatus, PhoneDevice, Purpose
 
 # Bounded, so a huge body is refused by validation, not parsed further.
 _PHONE = {"min_length": 1, "max_length": 64, "trim_whitespace": False}
@@ -72,15 +72,33 @@ class DeviceConfirmSerializer(serializers.Serializer):
     code = StrictText(**_CODE)
 
 
+class OpenStatus(serializers.ChoiceField):
+    """``queued`` while a task worker has yet to send the code (``SEND_VIA_TASKS``),
+    else ``pending``: codes are checked only once it is pending.
+
+    Two values only. An answer describes a challenge the client may go on with;
+    a closed one is reported by an error code. The one exception is on purpose:
+    a passwordless code for a known number that could not be sent answers like
+    a decoy for an unknown number (no account is revealed), so as ``pending``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=["queued", "pending"], read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return "queued" if value == ChallengeStatus.QUEUED else "pending"
+
+
 class ChallengeSerializer(serializers.ModelSerializer):
     """A challenge as clients see it: never its code, hash, user or full phone."""
 
     phone = serializers.CharField(source="masked_phone")
+    status = OpenStatus()
     resend_at = serializers.SerializerMethodField()
 
     class Meta:
         model = Challenge
-        fields = ["id", "purpose", "phone", "expires_at", "resend_at"]
+        fields = ["id", "purpose", "phone", "status", "expires_at", "resend_at"]
 
     def get_resend_at(self, challenge: Challenge) -> Any:
         return serializers.DateTimeField().to_representation(resend_ready_at(challenge))
@@ -149,6 +167,8 @@ ERROR_CODE_TEXT: dict[str, str] = {
     "challenge_used": "the code has already been used",
     "challenge_cancelled": "the challenge was cancelled",
     "challenge_undeliverable": "the challenge's SMS could not be sent",
+    "challenge_queued": "the code is still waiting for a task worker to send it; try again "
+    "in a moment (no attempt is used)",
     "login_expired": "no pending password login (or it expired): log in again",
     "too_many_attempts": "the attempts are used up; request a new code",
     "verification_locked": "too many wrong codes for this account (or phone): codes are "
