@@ -932,13 +932,22 @@ def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str,
     """The SMS text with the code, and the same text with the code masked."""
     if not code:
         return "", ""
+    webotp_domain = app_settings.WEBOTP_DOMAIN
     context = {
         "code": _CODE_SLOT,
         "purpose": challenge.purpose,
         "minutes": math.ceil(app_settings.CODE_LIFETIME / 60),
+        "webotp_domain": webotp_domain,
     }
     with translation.override(language or translation.get_language()):
         template = render_to_string(app_settings.SMS_TEMPLATE, context).strip()
+    if webotp_domain:
+        # WebOTP (https://wicg.github.io/sms-one-time-codes/): a last line
+        # "@host #code" lets the browser on that host fill the code in. A
+        # site's own SMS_TEMPLATE that leaves it out gets it appended.
+        webotp_line = f"@{webotp_domain} #{_CODE_SLOT}"
+        if template.splitlines()[-1:] != [webotp_line]:
+            template = f"{template}\n\n{webotp_line}"
     return template.replace(_CODE_SLOT, code), template.replace(_CODE_SLOT, "•" * len(code))
 
 

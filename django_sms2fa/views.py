@@ -93,6 +93,10 @@ def page_error(exc: domain.Sms2faError, *, resend: bool = False) -> PageError:
         )
     code = exc.code
     message = str(exc.message)
+    if isinstance(exc, domain.IncorrectCode) and exc.attempts_left == 0:
+        # Nothing more to try with this code: say so now, not on the next guess.
+        message = _("Wrong code, and no attempts are left. Start again to get a new code.")
+        return PageError(code, message, None, 410, restart=True)
     if isinstance(exc, domain.IncorrectCode) and exc.attempts_left is not None:
         left = exc.attempts_left
         message = ngettext(
@@ -191,7 +195,12 @@ def render_page(
 
 
 def show_form_error(form: Any, error: PageError) -> None:
-    """Put ``error`` on its field (or the whole form). A code is never echoed."""
+    """Put ``error`` on its field (or the whole form). A code is never echoed.
+
+    An unbound form (a resend from the code page) has no errors to hold it:
+    the template shows ``error`` itself."""
+    if not form.is_bound:
+        return
     if error.field == "code" and isinstance(form, CodeForm):
         form.reject(error.message)
     elif error.field in form.fields:
