@@ -13,6 +13,7 @@ the session's summary lists them.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
@@ -29,6 +30,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 # The example site's app ("example": the dev outbox, home and protected pages).
 sys.path.insert(0, str(REPO / "example_project"))
+# Its templates: the site's layout for the sms2fa pages, then the app's own.
+EXAMPLE_TEMPLATES = [
+    REPO / "example_project" / "templates",
+    REPO / "example_project" / "example" / "templates",
+]
 
 SCREENSHOTS = Path(os.environ.get("SMS2FA_SCREENSHOTS") or HERE / "screenshots")
 BROWSER_REQUIRED = bool(os.environ.get("CI") or os.environ.get("SMS2FA_REQUIRE_BROWSER"))
@@ -43,8 +49,17 @@ E2E_SETTINGS: dict[str, Any] = {
     "DEBUG": True,
     "STATIC_URL": "/static/",
 }
+# Where the example site sends people to log in and after logging in.
+_example_settings = importlib.import_module("example.settings")
+E2E_SETTINGS.update(
+    {
+        name: getattr(_example_settings, name)
+        for name in ("LOGIN_URL", "LOGIN_REDIRECT_URL", "LOGOUT_REDIRECT_URL", "OTP_LOGIN_URL")
+    }
+)
 
 _taken: list[Path] = []
+_cleared = False
 
 
 def _chromium() -> str | None:
@@ -89,9 +104,11 @@ def browser() -> Iterator[Any]:
     flag is set only while the browser is up.
     """
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _no_browser("playwright is not installed (pip install -e '.[test]')")
+    # A loaded CI machine can be slow; the 5 s default made for flaky runs.
+    expect.set_options(timeout=TIMEOUT_MS)
     executable = _chromium()
     if not executable or not os.access(executable, os.X_OK):
         _no_browser("Chromium was not found (set SMS2FA_CHROMIUM or put chromium on PATH)")
@@ -120,6 +137,11 @@ def browser() -> Iterator[Any]:
 def e2e_settings(settings: Any) -> Any:
     for name, value in E2E_SETTINGS.items():
         setattr(settings, name, value)
+    # The example site's templates, without installing its app (the test
+    # settings' app list stays as it is for the rest of the session).
+    engine = settings.TEMPLATES[0]
+    dirs = [*engine.get("DIRS", []), *map(str, EXAMPLE_TEMPLATES)]
+    settings.TEMPLATES = [{**engine, "DIRS": dirs}]
     return settings
 
 
@@ -141,6 +163,13 @@ def screenshot() -> Callable[[Any, str], Path]:
     """``screenshot(page, "login")`` saves the whole page as ``login.png``."""
 
     def take(tab: Any, name: str) -> Path:
+        global _cleared
+        if not _cleared and "SMS2FA_SCREENSHOTS" not in os.environ:
+            # The default folder holds only this suite's pictures: drop the
+            # last run's, so none of them is mistaken for this run's.
+            for old in SCREENSHOTS.glob("*.png"):
+                old.unlink()
+        _cleared = True
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         tab.screenshot(path=str(path), full_page=True)
