@@ -61,16 +61,15 @@ def delivery_report(request: HttpRequest, alias: str) -> JsonResponse:
         # Neither the given value nor the reason (missing or wrong) is logged.
         logger.warning("sms2fa: delivery webhook for %s refused: bad or missing secret", alias)
         return _error(403, "forbidden", _("Forbidden."))
-    too_large = _error(413, "request_too_large", _("The request is too large."))
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
-    if declared > MAX_BODY_BYTES:
-        return too_large  # refused before reading a byte of it
-    body = request.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return too_large  # no Content-Length (ASGI, chunked) and still too much
+    # Refused before reading a byte of it; without a Content-Length (ASGI,
+    # chunked) the read itself stops one byte past the limit.
+    body = b"" if declared > MAX_BODY_BYTES else request.read(MAX_BODY_BYTES + 1)
+    if declared > MAX_BODY_BYTES or len(body) > MAX_BODY_BYTES:
+        return _error(413, "request_too_large", _("The request is too large."))
     try:
         outcome = delivery.receive_webhook(alias, body, request.content_type or "")
     except delivery.InvalidDeliveryReport as err:
