@@ -28,9 +28,10 @@ def other_code(code: str) -> str:
 
 def test_password_then_the_code_from_the_dev_outbox_logs_in(page, make_user, screenshot):
     make_user("alice", password=PASSWORD, phone="+46701234501")
-    expect_logged_out(page)
+    expect_logged_out(page)  # on the home page, where a newcomer starts
 
-    page.goto("/2fa/login/")
+    page.get_by_role("link", name="Log in with a password, then the code").click()
+    expect(page).to_have_url(re.compile(r"/2fa/login/$"))
     screenshot(page, "login")
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill(PASSWORD)
@@ -49,6 +50,7 @@ def test_password_then_the_code_from_the_dev_outbox_logs_in(page, make_user, scr
 
     expect(page).not_to_have_url(CODE_PAGE)
     expect_logged_in(page, "alice")
+    screenshot(page, "home_logged_in")
     page.goto("/protected/")
     expect(page).to_have_url(PROTECTED)
     expect(page.locator("body")).to_contain_text(
@@ -102,6 +104,7 @@ def test_resend_waits_out_the_interval(page, make_user, sms2fa_settings, screens
     expect(page).to_have_url(CODE_PAGE)
 
     expect(page.get_by_role("button", name="Send a new code")).to_be_disabled()
+    expect(page.locator("#sms2fa-resend-wait")).to_contain_text("You can ask for a new code in")
     screenshot(page, "login_code_resend_wait")
     assert len(locmem.outbox) == 1
 
