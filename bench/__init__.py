@@ -1,0 +1,1 @@
+"""Benchmarks and data seeding (not part of the installed package)."""
