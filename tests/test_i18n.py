@@ -284,3 +284,39 @@ def test_otp_device_challenge_text_is_translated(user, outbox):
     with translation.override("ru"):
         text = device.generate_challenge()
     assert text == f"Код отправлен по SMS на номер {mask_phone(PHONE)}."
+
+
+# ---------------------------------------------------------------------- pages
+
+
+def test_login_page_is_in_the_request_language(client, db, locale_middleware):
+    page = client.get("/2fa/login/", headers={"accept-language": "sv"}).content.decode()
+    assert '<html lang="sv">' in page
+    assert "<title>Logga in</title>" in page
+    for label in ("Användarnamn", "Lösenord", "Logga in med din telefon i stället"):
+        assert label in page
+    assert "Username" not in page and "Password" not in page
+
+    page = client.get("/2fa/login/").content.decode()
+    assert "Username" in page and "Användarnamn" not in page
+
+
+def test_wrong_password_page_and_code_page_are_translated(client, user, outbox, locale_middleware):
+    PhoneDevice.objects.create(user=user, number=PHONE, confirmed=True, name="phone")
+    ru = {"accept-language": "ru"}
+    page = client.post(
+        "/2fa/login/", {"username": "alice", "password": "wrong"}, headers=ru
+    ).content.decode()
+    assert "Неверное имя пользователя или пароль." in page
+    assert outbox == []
+
+    pt = {"accept-language": "pt-BR"}
+    response = client.post(
+        "/2fa/login/", {"username": "alice", "password": "correct horse"}, headers=pt
+    )
+    assert response.status_code == 302
+    page = client.get(response["Location"], headers=pt).content.decode()
+    assert f"Enviamos um código por SMS para {mask_phone(PHONE)}." in page
+    assert "Digite o código" in page
+    (sms,) = outbox
+    assert sms.text == SMS["pt-br"].format(code=sms.code)
