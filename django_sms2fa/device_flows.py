@@ -5,6 +5,11 @@ Setting or changing the phone is binding a new authenticator (NIST SP
 session must have proved it (``verified_session``) before a new phone can be
 added or one removed; the new phone must then prove itself with a code; and
 the user's other phones are told through SMS (§4.6).
+
+Every change to a device — added, confirmed, replaced, removed, unlocked,
+failures reset — is recorded as a :class:`~django_sms2fa.models.DeviceEvent`
+with who made it, when and from which IP (§4.1: a record of every
+authenticator ever bound). The events outlive the device.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone, translation
 
-from . import flows, signals
+from . import flows, ratelimit, signals
 from .adapter import get_adapter
 from .conf import app_settings
 from .exceptions import (
@@ -23,7 +28,7 @@ from .exceptions import (
     PhoneAlreadyEnrolled,
     SecondFactorRequired,
 )
-from .models import Challenge, PhoneDevice, Purpose
+from .models import Challenge, DeviceAction, DeviceEvent, PhoneDevice, Purpose
 from .phones import mask_phone, normalize_phone
 from .types import ClientInfo
 
@@ -53,11 +58,13 @@ def enrol_phone(
     old = None
     if replaces is not None:
         old = _own_device(user, replaces, confirmed=True)
-    device, _created = PhoneDevice.objects.update_or_create(
-        user=user,
-        number=e164,
-        defaults={"name": mask_phone(e164), "confirmed": False, "replaces": old},
-    )
+    with transaction.atomic():
+        device, _created = PhoneDevice.objects.update_or_create(
+            user=user,
+            number=e164,
+            defaults={"name": mask_phone(e164), "confirmed": False, "replaces": old},
+        )
+        record_event(device, DeviceAction.ADDED, actor=user, client_ip=_ip(client))
     challenge = flows.request_challenge(
         phone=e164,
         purpose=Purpose.CHANGE_PHONE if old else Purpose.VERIFY_PHONE,
@@ -68,7 +75,14 @@ def enrol_phone(
     return device, challenge
 
 
-def confirm_phone(user: Any, device_id: Any, challenge_id: Any, code: Any) -> PhoneDevice:
+def confirm_phone(
+    user: Any,
+    device_id: Any,
+    challenge_id: Any,
+    code: Any,
+    *,
+    client: ClientInfo | None = None,
+) -> PhoneDevice:
     """Confirm an enrolled phone with its code; retire the phone it replaces.
 
     :raises DeviceNotFound, ChallengeNotFound, and every verify error.
@@ -87,7 +101,11 @@ def confirm_phone(user: Any, device_id: Any, challenge_id: Any, code: Any) -> Ph
         old_pk = old.pk if old is not None else None  # delete() clears old.pk
         device.confirmed, device.replaces, device.last_used_at = True, None, now
         device.save(update_fields=["confirmed", "replaces", "last_used_at"])
+        record_event(device, DeviceAction.CONFIRMED, actor=user, client_ip=_ip(client))
         if old is not None:
+            # Recorded before the delete: the event keeps the number, and
+            # its device link is cleared by the delete (SET_NULL).
+            record_event(old, DeviceAction.REPLACED, actor=user, client_ip=_ip(client))
             old.delete()
     adapter = get_adapter()
     # Notices go after the commit and outside it: provider calls never run in
@@ -104,7 +122,13 @@ def confirm_phone(user: Any, device_id: Any, challenge_id: Any, code: Any) -> Ph
     return device
 
 
-def remove_phone(user: Any, device_id: Any, *, verified_session: bool) -> None:
+def remove_phone(
+    user: Any,
+    device_id: Any,
+    *,
+    verified_session: bool,
+    client: ClientInfo | None = None,
+) -> None:
     """Remove one of the user's phones.
 
     A confirmed phone only from a session that proved a second factor; a phone
@@ -113,8 +137,64 @@ def remove_phone(user: Any, device_id: Any, *, verified_session: bool) -> None:
     device = _own_device(user, device_id)
     if device.confirmed and not verified_session:
         raise SecondFactorRequired()
-    device.delete()
+    delete_device(device, actor=user, client_ip=_ip(client))
+
+
+def delete_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> None:
+    """Delete ``device`` and record who did it (its owner, or staff in the admin)."""
+    with transaction.atomic():
+        record_event(device, DeviceAction.REMOVED, actor=actor, client_ip=client_ip)
+        device.delete()
     signals.device_removed.send(sender=PhoneDevice, device=device)
+
+
+def unlock_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> bool:
+    """Lift the failure lockout of the device's owner (staff action).
+
+    The lockout counts wrong codes per account (``flows._lock_subject``), so
+    this unlocks every phone of that user. Clearing the lock clears the
+    failure count it grew from.
+
+    :returns: whether there was a lock to lift (an event is recorded only then).
+    """
+    subject = flows._lock_subject(device.number, device.user_id)
+    if not ratelimit.lock_state(subject).locked_for:
+        return False
+    ratelimit.reset_failures(subject)
+    record_event(device, DeviceAction.UNLOCKED, actor=actor, client_ip=client_ip)
+    return True
+
+
+def reset_device_failures(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> bool:
+    """Set the owner's count of consecutive wrong codes back to zero (staff action).
+
+    :returns: whether there were failures to clear (an event is recorded only then).
+    """
+    subject = flows._lock_subject(device.number, device.user_id)
+    if not ratelimit.lock_state(subject).failures:
+        return False
+    ratelimit.reset_failures(subject)
+    record_event(device, DeviceAction.FAILURES_RESET, actor=actor, client_ip=client_ip)
+    return True
+
+
+def record_event(
+    device: PhoneDevice, action: str, *, actor: Any, client_ip: str | None
+) -> DeviceEvent:
+    """Write one audit row for a change to ``device``."""
+    return DeviceEvent.objects.create(
+        created_at=timezone.now(),
+        action=action,
+        device=device if device.pk is not None else None,
+        user_id=device.user_id,
+        number=device.number,
+        actor=actor if getattr(actor, "pk", None) is not None else None,
+        client_ip=client_ip or None,
+    )
+
+
+def _ip(client: ClientInfo | None) -> str | None:
+    return client.ip if client is not None else None
 
 
 def _own_device(user: Any, device_id: Any, *, confirmed: bool | None = None) -> PhoneDevice:

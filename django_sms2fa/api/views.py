@@ -435,7 +435,7 @@ class DeviceConfirmView(Sms2faAPIView):
     def post(self, request: Request, device_id: int) -> Response:
         data = _valid(s.DeviceConfirmSerializer, request)
         device = device_flows.confirm_phone(
-            request.user, device_id, data["challenge"], data["code"]
+            request.user, device_id, data["challenge"], data["code"], client=client_info(request)
         )
         # The session has just proved this phone: verified with it from now on
         # (also when it replaced the phone the session was verified with).
@@ -461,7 +461,12 @@ class DeviceDetailView(Sms2faAPIView):
         summary="Remove a phone (second factor required)",
     )
     def delete(self, request: Request, device_id: int) -> Response:
-        device_flows.remove_phone(request.user, device_id, verified_session=is_verified(request))
+        device_flows.remove_phone(
+            request.user,
+            device_id,
+            verified_session=is_verified(request),
+            client=client_info(request),
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
