@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models, router, transaction
+from django.db.models import signals
 from django.utils import timezone
 
 from .conf import app_settings
@@ -134,15 +135,25 @@ def _challenge_batches(cutoff: datetime, batch_size: int):
             if not rows:
                 return
             ids = [pk for pk, _created in rows]
-            # Messages first, explicitly: the challenge delete below then finds
-            # nothing left to cascade.
+            # Messages first (one DELETE: nothing depends on them), then the
+            # challenges with nothing left to cascade.
             messages = Message.objects.using(using).filter(challenge_id__in=ids).delete()[0]
-            deleted = Challenge.objects.using(using).filter(pk__in=ids).delete()[1]
+            challenges = _delete_challenges(using, ids)
         since = rows[-1][1]
-        yield {
-            "challenges": deleted.get(Challenge._meta.label, 0),
-            "messages": messages + deleted.get(Message._meta.label, 0),
-        }
+        yield {"challenges": challenges, "messages": messages}
+
+
+def _delete_challenges(using: str, ids: list[Any]) -> int:
+    """Delete challenges whose messages are gone; return how many went."""
+    query = Challenge.objects.using(using).filter(pk__in=ids)
+    if signals.pre_delete.has_listeners(Challenge) or signals.post_delete.has_listeners(Challenge):
+        # A site listens for deleted challenges: let Django load them and
+        # send its signals (and cascade anything that appeared since).
+        return query.delete()[1].get(Challenge._meta.label, 0)
+    # Otherwise one DELETE statement. QuerySet.delete() would load every row
+    # and delete them 100 at a time, just to cascade to the messages already
+    # deleted above: that tripled the time of a batch.
+    return query._raw_delete(using)
 
 
 def _batches_by_age(model: type[models.Model], cutoff: datetime, batch_size: int, **extra: Any):

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from django.core.management import CommandError, call_command
-from django.db.models import QuerySet
+from django.db.models.signals import post_delete
 from django.utils import timezone
 
 from django_sms2fa import flows, retention
@@ -176,29 +176,41 @@ def test_an_interrupted_purge_keeps_its_batches_and_a_rerun_finishes(rows, monke
 def test_a_batch_that_fails_halfway_is_rolled_back_whole(rows, monkeypatch):
     """The messages of a batch go first; if the challenges then fail to go,
     the batch's messages come back with the rollback."""
-    real_delete = QuerySet.delete
-    calls = {"challenges": 0}
+    real_delete = retention._delete_challenges
+    calls = []
 
-    def failing_delete(self):
-        if self.model is Challenge:
-            calls["challenges"] += 1
-            if calls["challenges"] == 2:
-                raise RuntimeError("connection lost")
-        return real_delete(self)
+    def failing_delete(using, ids):
+        calls.append(ids)
+        if len(calls) == 2:
+            raise RuntimeError("connection lost")
+        return real_delete(using, ids)
 
-    monkeypatch.setattr(QuerySet, "delete", failing_delete)
+    monkeypatch.setattr(retention, "_delete_challenges", failing_delete)
     with pytest.raises(RuntimeError):
         retention.purge(retention.cutoff_for(timedelta(days=90)), batch_size=2)
     # Batch 1 (2 challenges, 4 SMS) is gone; batch 2 is intact, SMS included.
     assert counts()["challenges"] == 6
+    assert Message.objects.filter(challenge_id__in=calls[1]).count() == 4
     assert counts()["messages"] == 15 - 4
-    assert not (
-        Message.objects.filter(challenge__isnull=False)
-        .exclude(challenge_id__in=Challenge.objects.values("pk"))
-        .exists()
-    )
-    monkeypatch.setattr(QuerySet, "delete", real_delete)
+    monkeypatch.setattr(retention, "_delete_challenges", real_delete)
     retention.purge(retention.cutoff_for(timedelta(days=90)), batch_size=2)
+    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
+
+
+def test_delete_signals_are_sent_when_a_site_listens(rows):
+    """Without listeners a batch is one DELETE per table; with one, Django's
+    delete() runs so the site hears about every challenge."""
+    heard = []
+
+    def receiver(sender, instance, **kwargs):
+        heard.append(instance.pk)
+
+    post_delete.connect(receiver, sender=Challenge)
+    try:
+        result = retention.purge(retention.cutoff_for(timedelta(days=90)), batch_size=2)
+    finally:
+        post_delete.disconnect(receiver, sender=Challenge)
+    assert result.counts["challenges"] == 5 and len(heard) == 5
     assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
 
 
