@@ -333,6 +333,23 @@ def _prefix_chart(prefixes: list[stats.PrefixVolume]) -> Chart | None:
     )
 
 
+# Column headers of the HTML tables (stats.Table headers are fixed keys;
+# provider aliases, the other headers, are shown as they are).
+HEADERS = {
+    "day": _("day"),
+    "total": _("total"),
+    "sent": _("sent"),
+    "verified": _("verified"),
+    "rate": _("rate"),
+    "country": _("country"),
+    "provider": _("provider"),
+    "error code": _("error code"),
+    "failures": _("failures"),
+    "prefix": _("prefix"),
+    "SMS": _("SMS"),
+}
+
+
 def _cells(table: stats.Table) -> list[list[str]]:
     return [
         [
@@ -356,7 +373,7 @@ def figures(result: stats.Report) -> list[Figure]:
         Figure(
             chart,
             table,
-            table.headers,
+            [str(HEADERS.get(header, header)) for header in table.headers],
             _cells(table),
             long=table.name in ("sends_per_day", "verification_by_day"),
         )

@@ -29,6 +29,7 @@ from datetime import date, datetime, time, timedelta
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Substr, TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from . import types
 from .conf import app_settings
@@ -313,12 +314,16 @@ class Table:
 
 
 def tables(result: Report) -> list[Table]:
-    """The figures of ``result`` as tables (rates as fractions, ``None`` without sends)."""
+    """The figures of ``result`` as tables (rates as fractions, ``None`` without sends).
+
+    Titles are in the active language; names and headers are fixed keys (CSV
+    and JSON use them).
+    """
     sends = result.sends
     return [
         Table(
             "sends_per_day",
-            "SMS sent per day by provider",
+            gettext("SMS sent per day by provider"),
             ["day", *sends.providers, "total"],
             [
                 [day.isoformat(), *sends.counts[day].values(), sends.total(day)]
@@ -327,25 +332,26 @@ def tables(result: Report) -> list[Table]:
         ),
         Table(
             "verification_by_day",
-            "Verification rate by day (verified ÷ sent)",
+            gettext("Verification rate by day (verified ÷ sent)"),
             ["day", "sent", "verified", "rate"],
             [[r.key, r.sent, r.verified, r.rate] for r in result.rate_by_day],
         ),
         Table(
             "verification_by_country",
-            "Verification rate by country",
+            gettext("Verification rate by country"),
             ["country", "sent", "verified", "rate"],
             [[r.key, r.sent, r.verified, r.rate] for r in result.rate_by_country],
         ),
         Table(
             "failures_by_error",
-            "Failures by error code",
+            gettext("Failures by error code"),
             ["provider", "error code", "failures"],
             [[f.provider, f.error_code or "(none)", f.count] for f in result.failures],
         ),
         Table(
             "top_prefixes",
-            f"Top number prefixes ({result.prefix_digits} digits) by volume",
+            gettext("Top number prefixes (%(digits)s digits) by volume")
+            % {"digits": result.prefix_digits},
             ["prefix", "SMS", "verified"],
             [[p.prefix, p.sms, p.verified] for p in result.prefixes],
         ),
