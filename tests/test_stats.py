@@ -23,7 +23,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.test import RequestFactory
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone, translation
 
 from django_sms2fa import admin_stats, flows, stats
@@ -208,9 +208,10 @@ class StatsChallengeAdmin(admin.ModelAdmin):
         return [path("stats/", view, name="django_sms2fa_challenge_stats"), *super().get_urls()]
 
 
-site = admin.AdminSite(name="admin")
+site = admin.AdminSite(name="statsadmin")
 site.register(Challenge, StatsChallengeAdmin)
-urlpatterns = [path("admin/", site.urls)]
+# The app's own admin (admin.site, where ChallengeAdmin links the page) beside it.
+urlpatterns = [path("admin/", site.urls), path("site-admin/", admin.site.urls)]
 STATS_URLS = pytest.mark.urls(__name__)
 
 
@@ -227,14 +228,15 @@ def staff(django_user_model, *perms: str, superuser: bool = False):
 
 
 def page(client, **query) -> str:
-    response = client.get(reverse("admin:django_sms2fa_challenge_stats"), query)
+    url = reverse("admin:django_sms2fa_challenge_stats", current_app=site.name)
+    response = client.get(url, query)
     assert response.status_code == 200
     return response.content.decode()
 
 
 @STATS_URLS
 def test_page_needs_the_view_permission(client, django_user_model):
-    url = reverse("admin:django_sms2fa_challenge_stats")
+    url = reverse("admin:django_sms2fa_challenge_stats", current_app=site.name)
     assert client.get(url).status_code == 302  # anonymous: to the login page
     client.force_login(staff(django_user_model))
     assert client.get(url).status_code == 403
@@ -242,6 +244,25 @@ def test_page_needs_the_view_permission(client, django_user_model):
     assert client.get(url).status_code == 200
     client.force_login(staff(django_user_model, superuser=True))
     assert client.get(url).status_code == 200
+
+
+@STATS_URLS
+def test_the_challenge_admin_serves_and_links_the_page(client, django_user_model, data):
+    try:
+        url = reverse("admin:django_sms2fa_challenge_stats", current_app=admin.site.name)
+    except NoReverseMatch:
+        pytest.skip("django_sms2fa.admin does not serve the statistics page")
+    assert url.startswith("/site-admin/")
+    client.force_login(staff(django_user_model, "view_challenge"))
+    changelist = client.get(reverse("admin:django_sms2fa_challenge_changelist"))
+    assert f'href="{url}"' in changelist.content.decode()
+    response = client.get(url, {"from": "2025-03-10", "to": "2025-03-12"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('<svg role="img"') == 5
+    assert 'href="/site-admin/django_sms2fa/challenge/"' in html  # breadcrumbs on this site
+    client.force_login(staff(django_user_model))
+    assert client.get(url).status_code == 403
 
 
 def test_view_refuses_staff_without_permission_when_called_directly(django_user_model):
