@@ -320,3 +320,34 @@ def test_wrong_password_page_and_code_page_are_translated(client, user, outbox, 
     assert "Digite o código" in page
     (sms,) = outbox
     assert sms.text == SMS["pt-br"].format(code=sms.code)
+
+
+# ---------------------------------------------------------------------- tasks
+
+
+def test_sms_sent_by_a_task_worker_keeps_the_users_language(
+    settings, sms2fa_settings, user, outbox, user_language
+):
+    """The language is settled in the request: a worker has none of its own."""
+    import django
+
+    if django.VERSION >= (6, 0):
+        from django.tasks import task_backends
+    else:  # the backport
+        from django_tasks import task_backends
+
+    package = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+    settings.TASKS = {"default": {"BACKEND": f"{package}.backends.dummy.DummyBackend"}}
+    sms2fa_settings(SEND_VIA_TASKS=True)
+    backend = task_backends["default"]
+    backend.clear()
+    user.first_name = "ru"
+    user.save()
+    with translation.override("sv"):
+        flows.request_challenge(phone=PHONE, purpose=Purpose.LOGIN, user=user)
+    assert outbox == []
+    (result,) = backend.results
+    with translation.override("en"):  # the worker's own language
+        assert result.task.call(*result.args, **result.kwargs) == "sent"
+    (sms,) = outbox
+    assert sms.text == SMS["ru"].format(code=sms.code, minutes=5, word="минут")
