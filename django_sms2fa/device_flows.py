@@ -148,6 +148,11 @@ def delete_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> 
     signals.device_removed.send(sender=PhoneDevice, device=device)
 
 
+def lock_state(device: PhoneDevice) -> ratelimit.LockState:
+    """The wrong-code lockout of the device's owner (failures, seconds locked)."""
+    return ratelimit.lock_state(flows._lock_subject(device.number, device.user_id))
+
+
 def unlock_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> bool:
     """Lift the failure lockout of the device's owner (staff action).
 
