@@ -468,7 +468,9 @@ class PhoneListView(PhonePageMixin, View):
 class PhoneRemoveView(PhonePageMixin, View):
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         try:
-            device_flows.remove_phone(request.user, pk, verified_session=is_verified(request))
+            device_flows.remove_phone(
+                request.user, pk, verified_session=is_verified(request), client=client_info(request)
+            )
         except domain.Sms2faError as exc:
             return render_page(
                 request,
@@ -544,7 +546,9 @@ class PhoneConfirmView(PhonePageMixin, CodePageView):
 
     def verify(self, request: HttpRequest, challenge_id: str, code: str) -> HttpResponse:
         state = self._state(request)
-        device = device_flows.confirm_phone(request.user, state["device_id"], challenge_id, code)
+        device = device_flows.confirm_phone(
+            request.user, state["device_id"], challenge_id, code, client=client_info(request)
+        )
         request.session.pop(ENROL_KEY, None)
         # The session has just proved this phone: verified with it from now on
         # (as in the REST edge).

@@ -23,7 +23,14 @@ from django.utils import timezone
 
 from django_sms2fa import views
 from django_sms2fa.exceptions import ProviderUnavailable
-from django_sms2fa.models import Challenge, ChallengeStatus, Message, PhoneDevice
+from django_sms2fa.models import (
+    Challenge,
+    ChallengeStatus,
+    DeviceAction,
+    DeviceEvent,
+    Message,
+    PhoneDevice,
+)
 from django_sms2fa.providers import locmem
 from django_sms2fa.session import PENDING_KEY
 from django_sms2fa.session_keys import METHOD_KEY, PASSWORD_AND_SMS, PASSWORDLESS
@@ -478,6 +485,13 @@ def test_change_a_phone(client, user, device, outbox):
     ]
     assert outbox[-1].to == PHONE  # the old number is told
     assert is_verified(client)
+    # The audit records each step with who and from where.
+    events = DeviceEvent.objects.order_by("pk").values_list("action", "actor", "client_ip")
+    assert list(events) == [
+        (DeviceAction.ADDED, user.pk, "127.0.0.1"),
+        (DeviceAction.CONFIRMED, user.pk, "127.0.0.1"),
+        (DeviceAction.REPLACED, user.pk, "127.0.0.1"),
+    ]
 
 
 def test_change_someone_elses_phone_is_404(client, user, other_user, outbox):
@@ -494,6 +508,8 @@ def test_remove_a_phone_from_a_verified_session(client, user, device, outbox):
     assert response.status_code == 302 and response["Location"] == PHONES
     assert not PhoneDevice.objects.filter(pk=device.pk).exists()
     assert "The phone was removed." in html(client.get(PHONES))
+    event = DeviceEvent.objects.get(action=DeviceAction.REMOVED)
+    assert (event.actor_id, event.client_ip) == (user.pk, "127.0.0.1")
 
 
 def test_remove_needs_a_verified_session(client, user, device, outbox):
