@@ -168,14 +168,22 @@ def test_days_follow_the_site_time_zone(settings):
         assert stats.sends_per_day(rng).counts[DAY] == {"default": 2}
 
 
-def test_a_report_is_five_queries_whatever_the_rows(data, django_assert_num_queries):
-    with django_assert_num_queries(5):
+def test_a_report_is_six_queries_whatever_the_rows(data, django_assert_num_queries):
+    with django_assert_num_queries(6):
         result = stats.report(RANGE)
     assert stats.totals(result) == stats.Totals(sms=7, sent=5, verified=3, failures=2)
     for _ in range(20):
         make(DAY + timedelta(days=1), status=ChallengeStatus.VERIFIED)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         stats.report(RANGE)
+
+
+def test_an_empty_range_is_all_zeros():
+    result = stats.report(RANGE)
+    assert stats.totals(result) == stats.Totals(sms=0, sent=0, verified=0, failures=0)
+    assert result.prefixes == result.failures == result.rate_by_country == []
+    assert [r.sent for r in result.rate_by_day] == [0, 0, 0]
+    assert [figure.chart for figure in admin_stats.figures(result)] == [None] * 5
 
 
 @pytest.mark.parametrize(
