@@ -199,30 +199,49 @@ def sends_per_day(rng: DateRange) -> SendsPerDay:
     return SendsPerDay(days=rng.days, providers=names, counts=counts)
 
 
-def verification_by_day(rng: DateRange) -> list[Rate]:
-    """Verified ÷ sent for the challenges created on each day (every day listed)."""
+def _verification_grid(rng: DateRange) -> list[tuple[date, str, int, int]]:
+    """``(day, region, sent, verified)`` for the challenges created in the range.
+
+    One pass serves both the per-day and the per-country rates: at a million
+    challenges the semi-join with the messages is most of the work.
+    """
     rows = (
         _sent_challenges(rng)
         .annotate(day=TruncDate("created_at"))
-        .values("day")
+        .values("day", "region")
         .annotate(sent=Count("pk"), verified=Count("pk", filter=Q(status=ChallengeStatus.VERIFIED)))
         .order_by()
     )
-    found = {row["day"]: (row["sent"], row["verified"]) for row in rows}
-    return [Rate(day.isoformat(), *found.get(day, (0, 0))) for day in rng.days]
+    return [(row["day"], row["region"] or "ZZ", row["sent"], row["verified"]) for row in rows]
+
+
+def _by_day(rng: DateRange, grid: list[tuple[date, str, int, int]]) -> list[Rate]:
+    sums: dict[date, list[int]] = {day: [0, 0] for day in rng.days}
+    for day, _region, sent, verified in grid:
+        total = sums.setdefault(day, [0, 0])
+        total[0] += sent
+        total[1] += verified
+    return [Rate(day.isoformat(), *sums[day]) for day in rng.days]
+
+
+def _by_country(grid: list[tuple[date, str, int, int]], limit: int | None) -> list[Rate]:
+    sums: dict[str, list[int]] = {}
+    for _day, region, sent, verified in grid:
+        total = sums.setdefault(region, [0, 0])
+        total[0] += sent
+        total[1] += verified
+    rates = sorted((Rate(region, *n) for region, n in sums.items()), key=lambda r: (-r.sent, r.key))
+    return rates if limit is None else rates[:limit]
+
+
+def verification_by_day(rng: DateRange) -> list[Rate]:
+    """Verified ÷ sent for the challenges created on each day (every day listed)."""
+    return _by_day(rng, _verification_grid(rng))
 
 
 def verification_by_country(rng: DateRange, *, limit: int | None = None) -> list[Rate]:
     """Verified ÷ sent per region of the phone, most sends first."""
-    rows = (
-        _sent_challenges(rng)
-        .values("region")
-        .annotate(sent=Count("pk"), verified=Count("pk", filter=Q(status=ChallengeStatus.VERIFIED)))
-        .order_by("-sent", "region")
-    )
-    if limit is not None:
-        rows = rows[:limit]
-    return [Rate(row["region"] or "ZZ", row["sent"], row["verified"]) for row in rows]
+    return _by_country(_verification_grid(rng), limit)
 
 
 def failures_by_error(rng: DateRange, *, limit: int | None = TOP_LIMIT) -> list[Failure]:
@@ -286,12 +305,13 @@ def top_prefixes(rng: DateRange, *, limit: int | None = TOP_LIMIT) -> list[Prefi
 
 
 def report(rng: DateRange, *, limit: int | None = TOP_LIMIT) -> Report:
-    """Every figure for ``rng``: six queries."""
+    """Every figure for ``rng``: five queries."""
+    grid = _verification_grid(rng)
     return Report(
         range=rng,
         sends=sends_per_day(rng),
-        rate_by_day=verification_by_day(rng),
-        rate_by_country=verification_by_country(rng, limit=limit),
+        rate_by_day=_by_day(rng, grid),
+        rate_by_country=_by_country(grid, limit),
         failures=failures_by_error(rng, limit=limit),
         prefixes=top_prefixes(rng, limit=limit),
         prefix_digits=prefix_digits(),
