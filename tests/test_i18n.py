@@ -351,3 +351,26 @@ def test_sms_sent_by_a_task_worker_keeps_the_users_language(
         assert result.task.call(*result.args, **result.kwargs) == "sent"
     (sms,) = outbox
     assert sms.text == SMS["ru"].format(code=sms.code, minutes=5, word="минут")
+
+
+# ---------------------------------------------------------------------- admin
+
+
+@pytest.mark.urls("tests.admin_support")
+def test_admin_audit_is_in_the_request_language(
+    client, admin_user, user, outbox, locale_middleware
+):
+    flows.request_challenge(phone=PHONE, purpose=Purpose.LOGIN, user=user)
+    client.force_login(admin_user)
+    page = client.get(
+        "/admin/django_sms2fa/challenge/", headers={"accept-language": "sv"}
+    ).content.decode()
+    # The model's name, a status and a purpose (choices), a column and a filter.
+    for text in (
+        "Verifieringsbegäranden",
+        "Väntar",
+        "Andra faktor vid inloggning",
+        "Exportera CSV",
+    ):
+        assert text in page, text
+    assert "Second factor at login" not in page
