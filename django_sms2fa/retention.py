@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import signals
 from django.utils import timezone
 
@@ -119,9 +119,17 @@ def purge(
     return result
 
 
+def _fit(batch_size: int, using: str) -> int:
+    """``batch_size``, or less where the database caps the parameters of one
+    statement (SQLite: 32766 by default), since each id of a batch is one."""
+    limit = connections[using].features.max_query_params
+    return min(batch_size, limit - 10) if limit else batch_size
+
+
 def _challenge_batches(cutoff: datetime, batch_size: int):
     """Yield the counts of each batch of old challenges deleted with their messages."""
     using = router.db_for_write(Challenge)
+    batch_size = _fit(batch_size, using)
     # Walk the created_at index forward: each batch starts where the last one
     # ended instead of stepping over the index entries the batches before it
     # left dead (until VACUUM), which would make the purge slower with every batch.
@@ -159,6 +167,7 @@ def _delete_challenges(using: str, ids: list[Any]) -> int:
 def _batches_by_age(model: type[models.Model], cutoff: datetime, batch_size: int, **extra: Any):
     """Yield the number of rows of ``model`` deleted per batch, oldest first."""
     using = router.db_for_write(model)
+    batch_size = _fit(batch_size, using)
     since: datetime | None = None
     while True:
         with transaction.atomic(using=using):

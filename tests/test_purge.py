@@ -214,6 +214,30 @@ def test_delete_signals_are_sent_when_a_site_listens(rows):
     assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
 
 
+def test_progress_is_printed_while_it_runs(rows, monkeypatch):
+    from django_sms2fa.management.commands import sms2fa_purge
+
+    monkeypatch.setattr(sms2fa_purge, "_PROGRESS_EVERY", 0)
+    lines = purge("--older-than", "90d", "--batch-size", "2").splitlines()
+    assert lines[0].startswith("Deleting rows created before ")
+    assert lines[1].startswith("  1 batches: deleted 2 challenges, 4 messages")
+    assert lines[-1].startswith("deleted 5 challenges, 11 messages")
+    assert not purge("--older-than", "90d", "--verbosity", "0").count("batches:")
+
+
+def test_a_batch_never_exceeds_the_databases_parameter_limit(rows, monkeypatch):
+    from django.db import connection
+
+    features = connection.features
+    monkeypatch.setattr(type(features), "max_query_params", 13, raising=False)
+    if "max_query_params" in vars(features):  # a cached_property already read (PostgreSQL)
+        monkeypatch.setitem(vars(features), "max_query_params", 13)
+    result = retention.purge(retention.cutoff_for(timedelta(days=90)), batch_size=1000)
+    # 13 - 10 = 3 ids per statement: the 5 challenges take 2 batches, each
+    # other kind (2 rows) one.
+    assert result.counts["challenges"] == 5 and result.batches == 2 + 1 + 1 + 1
+
+
 def test_codes_are_never_printed(outbox, sms2fa_settings):
     sms2fa_settings(CODE_LENGTH=10)
     made = flows.request_challenge(phone="+46701234567", purpose=Purpose.LOGIN)
