@@ -149,24 +149,41 @@ def render_scale(result: dict[str, Any] | None) -> str:
         return "(not run)"
     rows = [
         [
-            f"{entry['size']:,}",
+            f"{entry['size']:,}" + (" (again)" if entry.get("again") else ""),
             f"{entry['rows']:,}",
             us(entry["p50_us"]),
             us(entry["p99_us"]),
             f"{entry['ops_per_s']:,.0f}",
+            us(entry["floor_p50_us"]),
+            f"{entry['ratio']:.1f}",
             f"{entry['seed_seconds']}",
         ]
         for entry in result["sizes"]
     ]
-    first, last = result["sizes"][0], result["sizes"][-1]
     text = table(
-        ["challenges", "rows", "verify p50 µs", "verify p99 µs", "ops/s", "seeded in s"], rows
+        [
+            "challenges",
+            "rows",
+            "verify p50 µs",
+            "verify p99 µs",
+            "ops/s",
+            "floor p50 µs",
+            "× floor",
+            "seeded in s",
+        ],
+        rows,
     )
+    sizes = result["sizes"]
+    first = sizes[0]
+    largest = max(sizes, key=lambda entry: entry["size"])
     text += (
-        f"\n\nverify p50 at {last['size']:,} / at {first['size']:,}: "
-        f"{last['p50_us'] / first['p50_us']:.2f} ({result['samples']} verifies each)"
+        f"\n\nverify p50 at {largest['size']:,} / at {first['size']:,}: "
+        f"{largest['p50_us'] / first['p50_us']:.2f}; floor p50: "
+        f"{largest['floor_p50_us'] / first['floor_p50_us']:.2f} "
+        f"({result['samples']} verifies and {result['samples']} floor updates per size, "
+        "interleaved)"
     )
-    plans = last.get("plans")
+    plans = largest.get("plans")
     if plans:
         text += "\n\nPlans at the largest size:\n\n```\n" + plans["select"] + "\n\n"
         text += plans["update"] + "\n```"
