@@ -65,7 +65,7 @@ def cutoff_for(older_than: timedelta | None = None, *, now: datetime | None = No
     return (now or timezone.now()) - older_than
 
 
-def count_purgeable(cutoff: datetime) -> PurgeResult:
+def count_purgeable(cutoff: datetime, *, device_events: bool = False) -> PurgeResult:
     """What :func:`purge` would delete before ``cutoff``; deletes nothing."""
     challenges = Challenge.objects.filter(created_at__lt=cutoff)
     result = PurgeResult(cutoff=cutoff, dry_run=True)
@@ -75,7 +75,9 @@ def count_purgeable(cutoff: datetime) -> PurgeResult:
         "messages": Message.objects.filter(challenge__in=challenges.values("pk")).count()
         + Message.objects.filter(challenge__isnull=True, created_at__lt=cutoff).count(),
         "refusals": Refusal.objects.filter(created_at__lt=cutoff).count(),
-        "device_events": DeviceEvent.objects.filter(created_at__lt=cutoff).count(),
+        "device_events": (
+            DeviceEvent.objects.filter(created_at__lt=cutoff).count() if device_events else 0
+        ),
     }
     result.elapsed = time.monotonic() - started
     return result
@@ -86,10 +88,14 @@ def purge(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    device_events: bool = False,
 ) -> PurgeResult:
-    """Delete challenges, messages, refusals and device events created before ``cutoff``.
+    """Delete challenges, messages and refusals created before ``cutoff``.
 
     :param batch_size: rows per transaction (1 to :data:`MAX_BATCH_SIZE`).
+    :param device_events: delete old device events too. Off by default: they
+        are the record of every phone ever bound to an account, with when and
+        from where (NIST SP 800-63B-4 §4.1), and stay small.
     :param progress: called with the running :class:`PurgeResult` after each batch.
     :returns: the counts deleted and the elapsed time.
     """
@@ -108,11 +114,13 @@ def purge(
 
     for counts in _challenge_batches(cutoff, batch_size):
         step(counts)
-    for model, kind, extra in (
+    others: list[tuple[type[models.Model], str, dict[str, Any]]] = [
         (Message, "messages", {"challenge__isnull": True}),
         (Refusal, "refusals", {}),
-        (DeviceEvent, "device_events", {}),
-    ):
+    ]
+    if device_events:
+        others.append((DeviceEvent, "device_events", {}))
+    for model, kind, extra in others:
         for n in _batches_by_age(model, cutoff, batch_size, **extra):
             step({kind: n})
     result.elapsed = time.monotonic() - started

@@ -88,18 +88,34 @@ def rows():
 def test_old_rows_go_and_recent_rows_stay(rows):
     old, kept = rows
     output = purge("--older-than", "90d")
-    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
+    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 3}
     assert not Challenge.objects.filter(pk__in=[c.pk for c in old]).exists()
     assert set(Challenge.objects.values_list("pk", flat=True)) == {c.pk for c in kept}
     # The messages of kept challenges are all kept; only the young orphan remains.
     assert Message.objects.filter(challenge__in=kept).count() == 3
     assert Message.objects.filter(challenge__isnull=True).count() == 1
     assert re.search(
-        r"^deleted 5 challenges, 11 messages, 2 refusals, 2 device events "
+        r"^deleted 5 challenges, 11 messages, 2 refusals, 0 device events "
         r"in \d+\.\d s \(\d+ rows/s\)$",
         output,
         flags=re.M,
     ), output
+
+
+def test_device_events_are_kept_unless_asked_for(rows):
+    """Device events are the record of every phone ever bound (NIST SP
+    800-63B-4 §4.1): the default purge keeps them; --device-events ages them out."""
+    assert "would delete 5 challenges, 11 messages, 2 refusals, 0 device events" in purge(
+        "--older-than", "90d", "--dry-run"
+    )
+    purge("--older-than", "90d")
+    assert counts()["device_events"] == 3
+    assert "would delete 0 challenges, 0 messages, 0 refusals, 2 device events" in purge(
+        "--older-than", "90d", "--dry-run", "--device-events"
+    )
+    output = purge("--older-than", "90d", "--device-events")
+    assert "deleted 0 challenges, 0 messages, 0 refusals, 2 device events" in output
+    assert counts()["device_events"] == 1
 
 
 def test_a_rerun_deletes_nothing_more(rows):
@@ -113,8 +129,8 @@ def test_a_rerun_deletes_nothing_more(rows):
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
 def test_batches_of_any_size_delete_the_same(rows, batch_size):
     result = retention.purge(retention.cutoff_for(timedelta(days=90)), batch_size=batch_size)
-    assert result.counts == {"challenges": 5, "messages": 11, "refusals": 2, "device_events": 2}
-    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
+    assert result.counts == {"challenges": 5, "messages": 11, "refusals": 2, "device_events": 0}
+    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 3}
     assert result.elapsed > 0 and result.rows_per_second > 0
 
 
@@ -141,7 +157,7 @@ def test_rows_with_one_timestamp_are_all_deleted_across_batches():
 def test_the_retention_setting_is_the_default(rows, sms2fa_settings):
     sms2fa_settings(RETENTION_DAYS=101)
     output = purge()
-    assert "deleted 3 challenges, 7 messages, 1 refusals, 1 device events" in output
+    assert "deleted 3 challenges, 7 messages, 1 refusals, 0 device events" in output
     sms2fa_settings(RETENTION_DAYS=9)
     purge()
     assert Challenge.objects.count() == 0 and counts()["messages"] == 1
@@ -151,18 +167,20 @@ def test_dry_run_counts_and_deletes_nothing(rows):
     before = counts()
     output = purge("--older-than", "90d", "--dry-run")
     assert counts() == before
-    assert "would delete 5 challenges, 11 messages, 2 refusals, 2 device events" in output
+    assert "would delete 5 challenges, 11 messages, 2 refusals, 0 device events" in output
 
 
 def test_an_interrupted_purge_keeps_its_batches_and_a_rerun_finishes(rows, monkeypatch):
     real = retention.purge
 
-    def interrupted(cutoff, *, batch_size, progress):
+    def interrupted(cutoff, *, batch_size, progress, device_events):
         def stop_after_first(result):
             progress(result)
             raise KeyboardInterrupt  # Ctrl-C between two batches
 
-        return real(cutoff, batch_size=batch_size, progress=stop_after_first)
+        return real(
+            cutoff, batch_size=batch_size, progress=stop_after_first, device_events=device_events
+        )
 
     monkeypatch.setattr(retention, "purge", interrupted)
     with pytest.raises(CommandError, match=r"Interrupted: deleted 2 challenges, 4 messages"):
@@ -170,7 +188,7 @@ def test_an_interrupted_purge_keeps_its_batches_and_a_rerun_finishes(rows, monke
     assert counts()["challenges"] == 6
     monkeypatch.setattr(retention, "purge", real)
     purge("--older-than", "90d", "--batch-size", "2")
-    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
+    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 3}
 
 
 def test_a_batch_that_fails_halfway_is_rolled_back_whole(rows, monkeypatch):
@@ -194,7 +212,7 @@ def test_a_batch_that_fails_halfway_is_rolled_back_whole(rows, monkeypatch):
     assert counts()["messages"] == 15 - 4
     monkeypatch.setattr(retention, "_delete_challenges", real_delete)
     retention.purge(retention.cutoff_for(timedelta(days=90)), batch_size=2)
-    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
+    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 3}
 
 
 def test_delete_signals_are_sent_when_a_site_listens(rows):
@@ -211,7 +229,7 @@ def test_delete_signals_are_sent_when_a_site_listens(rows):
     finally:
         post_delete.disconnect(receiver, sender=Challenge)
     assert result.counts["challenges"] == 5 and len(heard) == 5
-    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 1}
+    assert counts() == {"challenges": 3, "messages": 4, "refusals": 1, "device_events": 3}
 
 
 def test_progress_is_printed_while_it_runs(rows, monkeypatch):
@@ -232,7 +250,9 @@ def test_a_batch_never_exceeds_the_databases_parameter_limit(rows, monkeypatch):
     monkeypatch.setattr(type(features), "max_query_params", 13, raising=False)
     if "max_query_params" in vars(features):  # a cached_property already read (PostgreSQL)
         monkeypatch.setitem(vars(features), "max_query_params", 13)
-    result = retention.purge(retention.cutoff_for(timedelta(days=90)), batch_size=1000)
+    result = retention.purge(
+        retention.cutoff_for(timedelta(days=90)), batch_size=1000, device_events=True
+    )
     # 13 - 10 = 3 ids per statement: the 5 challenges take 2 batches, each
     # other kind (2 rows) one.
     assert result.counts["challenges"] == 5 and result.batches == 2 + 1 + 1 + 1

@@ -47,9 +47,10 @@ def _summary(result: retention.PurgeResult) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Delete challenges (with their messages), messages without a challenge, refusals "
-        "and device events older than the retention period, in batches. Safe to interrupt "
-        "and run again."
+        "Delete challenges (with their messages), messages without a challenge and refusals "
+        "older than the retention period, in batches. Safe to interrupt and run again. "
+        "Device events (the record of every phone ever bound) are kept unless "
+        "--device-events is given."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -69,6 +70,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would go; delete nothing."
         )
+        parser.add_argument(
+            "--device-events",
+            dest="device_events",
+            action="store_true",
+            help="Also delete old device events (kept by default: NIST SP 800-63B-4 §4.1 "
+            "asks for a record of every phone ever bound).",
+        )
 
     def handle(self, *args: Any, older_than: str | None, batch_size: int, **options: Any) -> None:
         if older_than is None:
@@ -81,7 +89,9 @@ class Command(BaseCommand):
         verbose = options["verbosity"] >= 1
         if options["dry_run"]:
             self.stdout.write(f"Rows created before {cutoff:%Y-%m-%d %H:%M:%S %Z}:")
-            self.stdout.write(_summary(retention.count_purgeable(cutoff)))
+            self.stdout.write(
+                _summary(retention.count_purgeable(cutoff, device_events=options["device_events"]))
+            )
             return
         if verbose:
             self.stdout.write(f"Deleting rows created before {cutoff:%Y-%m-%d %H:%M:%S %Z} ...")
@@ -95,7 +105,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {result.batches} batches: {_summary(result)}")
 
         try:
-            result = retention.purge(cutoff, batch_size=batch_size, progress=progress)
+            result = retention.purge(
+                cutoff,
+                batch_size=batch_size,
+                progress=progress,
+                device_events=options["device_events"],
+            )
         except KeyboardInterrupt:
             # Every finished batch is committed; the one in flight rolled back.
             done = _summary(last[0]) if last else "deleted nothing"
