@@ -23,6 +23,8 @@ W004       a provider that can only carry codes shorter than ``CODE_LENGTH``
            (telefon-ip: 4 digits), so its codes are shorter
 W005       ``ALLOWED_REGIONS`` is not set: codes may go to any country
 W006       ``TEST_NUMBERS`` is set: fixed codes log their owners in
+W007       ``WEBHOOK_SECRETS`` names an alias that is not a provider, or a
+           provider that sends no delivery reports
 E010       ``LIMITS``, ``LOCKOUT_*``, ``PUMPING``, ``ALLOWED_*``, ``TEST_NUMBERS``
            or ``TRUSTED_PROXY_COUNT`` is invalid
 E011       ``RETENTION_DAYS``, ``WEBOTP_DOMAIN``, ``WEBHOOK_SECRETS``,
@@ -129,6 +131,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors.extend(_check_providers())
     errors.extend(_check_limits_cache())
     errors.extend(_check_tasks())
+    errors.extend(_check_webhooks())
     return errors
 
 
@@ -267,3 +270,36 @@ def _check_tasks() -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def _check_webhooks() -> list[checks.CheckMessage]:
+    """A webhook secret for an alias no webhook can serve is a typo or dead config."""
+    from .providers import build_provider  # imports provider modules: keep lazy
+
+    secrets = _read(lambda: app_settings.WEBHOOK_SECRETS, [])
+    providers = _read(lambda: app_settings.PROVIDERS, [])
+    if not secrets or providers is None:
+        return []
+    warnings: list[checks.CheckMessage] = []
+    for alias in sorted(secrets):
+        if alias not in providers:
+            warnings.append(
+                checks.Warning(
+                    f"SMS2FA['WEBHOOK_SECRETS'] names {alias!r}, which is not in PROVIDERS.",
+                    hint=f"Use one of {sorted(providers)}.",
+                    id="sms2fa.W007",
+                )
+            )
+            continue
+        provider = _read(lambda alias=alias: build_provider(alias), [])  # E002 reports errors
+        if provider is not None and not provider.receives_delivery_reports():
+            warnings.append(
+                checks.Warning(
+                    f"SMS provider {alias!r} sends no delivery reports, so its webhook "
+                    "secret is never used.",
+                    hint="Remove it from SMS2FA['WEBHOOK_SECRETS'], or use "
+                    "sms2fa_refresh_status for providers with a status API.",
+                    id="sms2fa.W007",
+                )
+            )
+    return warnings

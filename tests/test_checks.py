@@ -482,3 +482,25 @@ def test_operations_settings_defaults_and_good_values(settings):
     assert "sms2fa.E011" not in all_ids()
     settings.SMS2FA = {**settings.SMS2FA, "SEND_VIA_TASKS": True}
     assert app_settings.SEND_VIA_TASKS is True
+
+
+def test_a_webhook_secret_for_no_webhook_is_reported(settings):
+    """W007: a secret for an unknown alias, or for a provider without delivery reports."""
+    secret = "s" * 16
+    settings.SMS2FA = {
+        **settings.SMS2FA,
+        "PROVIDERS": {
+            "default": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"},
+            "ip1": {
+                "BACKEND": "django_sms2fa.providers.ip1.IP1Provider",
+                "OPTIONS": {"account_id": "ip1-account", "api_key": "k" * 20},
+            },
+        },
+        "WEBHOOK_SECRETS": {"ip1": secret},
+    }
+    ids = all_ids()
+    assert "sms2fa.W007" not in ids and "sms2fa.E002" not in ids
+    settings.SMS2FA = {**settings.SMS2FA, "WEBHOOK_SECRETS": {"ip1": secret, "ipl": secret}}
+    assert "sms2fa.W007" in all_ids()
+    settings.SMS2FA = {**settings.SMS2FA, "WEBHOOK_SECRETS": {"default": secret}}
+    assert "sms2fa.W007" in all_ids()
