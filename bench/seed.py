@@ -114,12 +114,13 @@ def _seed_postgres(
 
     challenge_table = Challenge._meta.db_table
     message_table = Message._meta.db_table
-    # Cumulative bounds for the status mix over g % 100.
+    # Cumulative bounds for the status mix over (g * 37) % 100: a stride
+    # coprime to 100, so even a few rows get a mix of every status.
     status_case, bound = [], 0
     for status, share in STATUSES:
         bound += share
         # %% is a literal % for the driver's parameter syntax.
-        status_case.append(f"WHEN g %% 100 < {bound} THEN '{status}'")
+        status_case.append(f"WHEN (g * 37) %% 100 < {bound} THEN '{status}'")
     status_sql = "CASE " + " ".join(status_case) + " END"
     message_status_sql = (
         "CASE c.status "
@@ -252,7 +253,7 @@ def _seed_bulk(
         challenges, messages = [], []
         for g in range(start, min(start + CHUNK, n + 1)):
             created = now - timedelta(seconds=g * step)
-            status = statuses[g % 100]
+            status = statuses[(g * 37) % 100]
             challenge = Challenge(
                 id=uuid.uuid4(),
                 user_id=(
