@@ -199,7 +199,7 @@ def render_provider(results: list[dict[str, Any]]) -> str:
             [
                 db,
                 result["sends"],
-                result["connections_during_run"],
+                f"{result['connections_total']} ({result['connections_during_run']} new)",
                 us(t["raw HTTP"]["p50_us"]),
                 us(t["provider.send"]["p50_us"]),
                 us(t["flows request"]["p50_us"]),
@@ -210,14 +210,18 @@ def render_provider(results: list[dict[str, Any]]) -> str:
     headers = [
         "DB",
         "sends",
-        "new TCP connections",
+        "TCP connections (new in the timed part)",
         "raw HTTP p50 µs",
         "provider.send p50 µs",
         "flows request p50 µs",
         "provider layer adds µs",
         "app adds µs",
     ]
-    return table(headers, rows)
+    note = (
+        "\n\nThe connections: one for the provider (the flows and `provider.send` use the "
+        "same cached instance) and one for the bare client, both opened in the warm-up."
+    )
+    return table(headers, rows) + note
 
 
 def render_load(result: dict[str, Any] | None) -> str:
