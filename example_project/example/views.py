@@ -3,6 +3,7 @@ from django_otp.decorators import otp_required
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
+from django.urls import reverse_lazy
 
 from django_sms2fa.providers import locmem
 from django_sms2fa.session_keys import METHOD_KEY
@@ -24,7 +25,9 @@ def home(request):
     )
 
 
-@otp_required
+# The login page is named, not read from OTP_LOGIN_URL: otp_required reads that
+# setting once, when this module is imported, not on each request.
+@otp_required(login_url=reverse_lazy("sms2fa:login"))
 def protected(request):
     """Only users who passed a second factor (e.g. an SMS code) get here."""
     return render(request, "example/protected.html")
