@@ -595,8 +595,19 @@ def test_csrf_is_enforced(user, device, outbox):
     assert client.post(LOGIN_CODE, {"code": outbox[-1].code}).status_code == 403
     page = client.get(LOGIN_CODE)
     token = next(i for i in parse(page).inputs if i["name"] == "csrfmiddlewaretoken")["value"]
+    secret_before = client.cookies["csrftoken"].value
     response = client.post(LOGIN_CODE, {"code": outbox[-1].code, "csrfmiddlewaretoken": token})
     assert response.status_code == 302 and is_verified(client)
+    # Logging in rotates the CSRF secret (security.md item 28): a token read
+    # before the login, by a page or by someone else, no longer works.
+    assert client.cookies["csrftoken"].value != secret_before
+    stale = client.post(PHONE_ADD, {"phone": NEW_PHONE, "csrfmiddlewaretoken": token})
+    assert stale.status_code == 403
+    fresh = parse(client.get(PHONE_ADD)).field("csrfmiddlewaretoken")["value"]
+    assert (
+        client.post(PHONE_ADD, {"phone": NEW_PHONE, "csrfmiddlewaretoken": fresh}).status_code
+        == 302
+    )
 
 
 # ------------------------------------------------------------------- WebOTP
