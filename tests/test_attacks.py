@@ -695,10 +695,9 @@ def test_no_code_anywhere_after_a_full_life(phone_user, django_user_model, outbo
     sessions, the cache, every log record (SQL included), every API answer and
     every rendered admin page. 0 hits.
 
-    The admin has no screens for challenges yet: issue 6 adds them (read-only,
-    shared/security.md item 31). Until then the admin index, the changelists
-    of every registered model and the change page of every registered object
-    are rendered — and issue 6's admin will fall under this same search.
+    The admin index, the changelist of every registered model (challenges,
+    messages, refusals, phone devices, device events, …) and the change page
+    of every registered object are rendered as a superuser.
     """
     for name in ("", "django", "django.db.backends", "django_sms2fa", "django_sms2fa.api"):
         caplog.set_level(logging.DEBUG, logger=name)
