@@ -94,6 +94,13 @@ class DefaultSms2faAdapter:
             "was not you, contact support now."
         )
 
+    def phone_removed_text(self, removed_phone: str) -> str:
+        """SMS to the removed number and to the user's other phones after a removal."""
+        return _(
+            "A phone number was removed from your account as a sign-in method. If this "
+            "was not you, contact support now."
+        )
+
     def unknown_number_text(self) -> str:
         """SMS to a number without an account (``PASSWORDLESS_UNKNOWN_NUMBER = "notify"``)."""
         return _("Someone asked to sign in with this number, but it has no account.")

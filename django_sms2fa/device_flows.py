@@ -14,13 +14,15 @@ authenticator ever bound). The events outlive the device.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone, translation
 
 from . import flows, ratelimit, signals
-from .adapter import get_adapter
+from .adapter import DefaultSms2faAdapter, get_adapter
 from .conf import app_settings
 from .exceptions import (
     ChallengeNotFound,
@@ -107,11 +109,9 @@ def confirm_phone(
             # its device link is cleared by the delete (SET_NULL).
             record_event(old, DeviceAction.REPLACED, actor=user, client_ip=_ip(client))
             old.delete()
-    adapter = get_adapter()
     # Notices go after the commit and outside it: provider calls never run in
-    # a transaction, and a failed notice must not undo the change. They are
-    # written in the user's language, like the codes.
-    with translation.override(adapter.get_language(user) or translation.get_language()):
+    # a transaction, and a failed notice must not undo the change.
+    with _in_users_language(user) as adapter:
         for other in others:
             if old_pk is not None and other.pk == old_pk:
                 text = adapter.phone_replaced_text(other.number, device.number)
@@ -138,6 +138,25 @@ def remove_phone(
     if device.confirmed and not verified_session:
         raise SecondFactorRequired()
     delete_device(device, actor=user, client_ip=_ip(client))
+    if device.confirmed:
+        # Told on every phone it concerns (NIST SP 800-63B-4 §4.6): the removed
+        # number, whose owner may not be the one who removed it, and the others.
+        others = PhoneDevice.objects.filter(user=user, confirmed=True).values_list(
+            "number", flat=True
+        )
+        with _in_users_language(user) as adapter:
+            text = adapter.phone_removed_text(device.number)
+            for number in [device.number, *others]:
+                flows.send_notice(phone=number, text=text)
+
+
+@contextmanager
+def _in_users_language(user: Any) -> Iterator[DefaultSms2faAdapter]:
+    """The adapter, with the user's language active: notices are written in
+    it, like the codes."""
+    adapter = get_adapter()
+    with translation.override(adapter.get_language(user) or translation.get_language()):
+        yield adapter
 
 
 def delete_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> None:

@@ -339,6 +339,29 @@ def test_confirm_tells_the_other_phones(user, device, outbox):
     assert third.pk != new.pk
 
 
+def test_removing_a_phone_tells_it_and_the_other_phones(user, device, outbox):
+    """NIST SP 800-63B-4 §4.6: the removed number (its owner may not be the one
+    who removed it) and every other phone of the account are told."""
+    PhoneDevice.objects.create(user=user, number=THIRD_PHONE, confirmed=True)
+    pending, _challenge = device_flows.enrol_phone(user, NEW_PHONE, verified_session=True)
+    outbox.clear()
+    device_flows.remove_phone(user, device.pk, verified_session=True)
+    notices = {sms.to: sms for sms in outbox if sms.purpose == "notice"}
+    # The unconfirmed phone is not a channel of the account yet: not told.
+    assert set(notices) == {PHONE, THIRD_PHONE}
+    expected = DefaultSms2faAdapter().phone_removed_text(PHONE)
+    assert all(sms.text == expected and sms.code == "" for sms in notices.values())
+    assert not PhoneDevice.objects.filter(pk=device.pk).exists()
+
+
+def test_cancelling_an_enrolment_tells_nobody(user, device, outbox):
+    pending, _challenge = device_flows.enrol_phone(user, NEW_PHONE, verified_session=True)
+    outbox.clear()
+    device_flows.remove_phone(user, pending.pk, verified_session=False)
+    assert outbox == []
+    assert PhoneDevice.objects.filter(pk=device.pk).exists()
+
+
 def test_a_failed_notice_does_not_undo_the_change(user, device, outbox):
     new, challenge = device_flows.enrol_phone(user, NEW_PHONE, verified_session=True)
     locmem.fail_next(ProviderUnavailable("down"))
