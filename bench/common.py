@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -96,6 +98,15 @@ def summarize(samples: list[float]) -> Timing:
         mean_us=mean * 1e6,
         ops_per_s=1 / mean if mean else 0.0,
     )
+
+
+def write_json(result: Any, path: str | None) -> None:
+    """A benchmark's result as JSON, to ``path`` or to stdout (for bench/run.py)."""
+    text = json.dumps(result, indent=1)
+    if path:
+        Path(path).write_text(text)
+    else:
+        sys.stdout.write(text + "\n")
 
 
 def timed(calls: Iterable[Callable[[], object]]) -> list[float]:

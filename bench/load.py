@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import random
 import socket
@@ -34,6 +33,7 @@ from typing import Any
 
 import requests
 
+from .common import write_json
 from .fakes import FakeGoSMS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,12 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         limit_attempts=args.limit_attempts,
         log=log,
     )
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
-    else:
-        sys.stdout.write(text + "\n")
+    write_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ layer's is ``provider.send - raw HTTP``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
-from .common import empty_tables, ensure_database, setup_django, summarize, timed
+from .common import empty_tables, ensure_database, setup_django, summarize, timed, write_json
 from .fakes import FAKE_TOKEN, FakeGoSMS, gosms_settings
 
 ROUNDS = 5
@@ -99,12 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_django()
     result = run(args.ops)
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
-    else:
-        sys.stdout.write(text + "\n")
+    write_json(result, args.json)
 
 
 if __name__ == "__main__":

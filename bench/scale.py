@@ -12,12 +12,10 @@ statements are printed too: both must find the row by its primary key.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import Any
 
-from .common import empty_tables, ensure_database, setup_django, summarize, timed
+from .common import empty_tables, ensure_database, setup_django, summarize, timed, write_json
 
 
 def verify_samples(samples: int, first: int) -> list[float]:
@@ -133,12 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_django()
     result = run([int(s) for s in args.sizes.split(",")], args.samples)
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
-    else:
-        sys.stdout.write(text + "\n")
+    write_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import sys
 import uuid
 from datetime import timedelta
 from typing import Any
 
-from .common import capture, empty_tables, ensure_database, setup_django, shape, summarize, timed
+from .common import (
+    capture,
+    empty_tables,
+    ensure_database,
+    setup_django,
+    shape,
+    summarize,
+    timed,
+    write_json,
+)
 
 PURPOSE = "verify_phone"
 ROUNDS = 5
@@ -378,12 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_django()
     result = run(args.ops)
-    text = json.dumps(result, indent=1)
-    if args.json:
-        with open(args.json, "w") as handle:
-            handle.write(text)
-    else:
-        sys.stdout.write(text + "\n")
+    write_json(result, args.json)
 
 
 if __name__ == "__main__":

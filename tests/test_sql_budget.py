@@ -10,13 +10,12 @@ statements it counted.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from bench.common import is_bookkeeping, main_table
 from django_sms2fa import flows, login_flows
 from django_sms2fa.exceptions import IncorrectCode
 from django_sms2fa.models import PhoneDevice, Purpose
@@ -31,22 +30,6 @@ VERIFY_BUDGET = 3
 RESEND_BUDGET = REQUEST_BUDGET
 
 PHONE = "+46701234567"
-BOOKKEEPING_TABLES = {"django_session", "auth_user"}
-_MAIN_TABLE = re.compile(
-    r'^\s*(?:SELECT\b.*?\bFROM|INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.S
-)
-
-
-def main_table(sql: str) -> str:
-    """The table a statement reads or writes first ("" for savepoints and the like)."""
-    match = _MAIN_TABLE.match(sql)
-    return match[1] if match else ""
-
-
-def is_bookkeeping(sql: str) -> bool:
-    if sql.lstrip().upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO")):
-        return True
-    return main_table(sql) in BOOKKEEPING_TABLES
 
 
 class Counted:
