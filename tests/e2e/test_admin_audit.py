@@ -1,5 +1,6 @@
 """The admin, in a browser: log in to the OTP admin with password and SMS code,
-then the challenge audit list shows that login's challenge and never its code."""
+then the challenge audit list shows that login's challenge and never its code,
+and the statistics page draws its charts."""
 
 from __future__ import annotations
 
@@ -56,3 +57,16 @@ def test_admin_challenge_list_shows_the_challenge_and_no_code(page, make_user, s
     assert code not in page.content()
     assert challenge.code_hash and challenge.code_hash not in page.content()
     screenshot(page, "admin_challenge_detail")
+
+    # The statistics page, from the changelist's link: charts drawn by the
+    # server (no script), each with its table of numbers; the login's SMS counts.
+    page.goto("/admin/django_sms2fa/challenge/")
+    page.get_by_role("link", name=re.compile("statistics", re.I)).click()
+    expect(page).to_have_url(re.compile(r"/admin/django_sms2fa/challenge/stats/"))
+    expect(page.locator("svg[role=img]").first).to_be_visible()
+    assert page.locator("svg[role=img]").count() >= 4
+    assert page.locator("script[src^='http']").count() == 0
+    expect(page.locator("#content table").first).to_contain_text("default")
+    assert code not in page.content()
+    page.set_viewport_size({"width": 1400, "height": 1600})
+    screenshot(page, "admin_stats")
