@@ -22,6 +22,7 @@ from django.contrib.admin import ModelAdmin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import stats
@@ -233,13 +234,18 @@ def _sends_chart(sends: stats.SendsPerDay) -> Chart | None:
         for name in sends.providers
     ]
     titles = [
-        [f"{day.isoformat()} {name}: {sends.counts[day][name]} SMS" for name in sends.providers]
+        [
+            gettext("%(day)s %(provider)s: %(count)s SMS")
+            % {"day": day.isoformat(), "provider": name, "count": sends.counts[day][name]}
+            for name in sends.providers
+        ]
         for day in sends.days
     ]
     return _day_chart(
         "sms2fa-sends",
         str(_("SMS sent per day by provider")),
-        f"{sends.grand_total} SMS in {len(sends.days)} days; busiest day {peak}.",
+        gettext("%(count)s SMS in %(days)s days; the busiest day had %(peak)s.")
+        % {"count": sends.grand_total, "days": len(sends.days), "peak": peak},
         sends.days,
         series,
         maximum=top,
@@ -252,13 +258,24 @@ def _rate_by_day_chart(rates: list[stats.Rate], days: list[date]) -> Chart | Non
     if not any(rate.sent for rate in rates):
         return None
     values: list[float | None] = [None if r.rate is None else 100 * r.rate for r in rates]
-    titles = [[f"{r.key}: {_percent(r.rate)} ({r.verified} of {r.sent})"] for r in rates]
+    titles = [
+        [
+            gettext("%(day)s: %(rate)s (%(verified)s of %(sent)s)")
+            % {"day": r.key, "rate": _percent(r.rate), "verified": r.verified, "sent": r.sent}
+        ]
+        for r in rates
+    ]
     sent = sum(r.sent for r in rates)
     verified = sum(r.verified for r in rates)
     return _day_chart(
         "sms2fa-rate-day",
         str(_("Verification rate by day")),
-        f"{verified} of {sent} challenges verified ({_percent(verified / sent)}).",
+        ngettext(
+            "%(verified)s of %(sent)s challenge verified (%(rate)s).",
+            "%(verified)s of %(sent)s challenges verified (%(rate)s).",
+            sent,
+        )
+        % {"verified": verified, "sent": sent, "rate": _percent(verified / sent)},
         days,
         [(str(_("verified ÷ sent")), RATE_COLOUR, values)],
         maximum=100,
@@ -274,15 +291,21 @@ def _country_chart(rates: list[stats.Rate]) -> Chart | None:
         (
             r.key,
             100 * (r.rate or 0),
-            f"{_percent(r.rate)} of {r.sent}",
-            f"{r.key}: {r.verified} of {r.sent} verified",
+            gettext("%(rate)s of %(sent)s") % {"rate": _percent(r.rate), "sent": r.sent},
+            gettext("%(region)s: %(verified)s of %(sent)s verified")
+            % {"region": r.key, "verified": r.verified, "sent": r.sent},
         )
         for r in rates
     ]
     return _hbar_chart(
         "sms2fa-rate-country",
         str(_("Verification rate by country")),
-        f"{len(rates)} countries, most sends first.",
+        ngettext(
+            "%(count)s country, most sends first.",
+            "%(count)s countries, most sends first.",
+            len(rates),
+        )
+        % {"count": len(rates)},
         rows,
         maximum=100,
         colour=RATE_COLOUR,
@@ -294,17 +317,27 @@ def _failure_chart(failures: list[stats.Failure]) -> Chart | None:
         return None
     rows = [
         (
-            f"{f.provider} · {f.error_code or '(none)'}",
+            f"{f.provider} · {f.error_code or gettext('(none)')}",
             float(f.count),
             str(f.count),
-            f"{f.provider} {f.error_code or '(none)'}: {f.count} failures",
+            ngettext(
+                "%(provider)s %(code)s: %(count)s failure",
+                "%(provider)s %(code)s: %(count)s failures",
+                f.count,
+            )
+            % {"provider": f.provider, "code": f.error_code or gettext("(none)"), "count": f.count},
         )
         for f in failures
     ]
     return _hbar_chart(
         "sms2fa-failures",
         str(_("Failures by error code")),
-        f"{sum(f.count for f in failures)} failures, most frequent error first.",
+        ngettext(
+            "%(count)s failure, most frequent error first.",
+            "%(count)s failures, most frequent error first.",
+            sum(f.count for f in failures),
+        )
+        % {"count": sum(f.count for f in failures)},
         rows,
         maximum=max(f.count for f in failures),
         colour=FAILURE_COLOUR,
@@ -318,15 +351,16 @@ def _prefix_chart(prefixes: list[stats.PrefixVolume]) -> Chart | None:
         (
             p.prefix,
             float(p.sms),
-            f"{p.sms} SMS, {p.verified} verified",
-            f"{p.prefix}: {p.sms} SMS, {p.verified} challenges verified",
+            gettext("%(sms)s SMS, %(verified)s verified") % {"sms": p.sms, "verified": p.verified},
+            gettext("%(prefix)s: %(sms)s SMS, %(verified)s verified")
+            % {"prefix": p.prefix, "sms": p.sms, "verified": p.verified},
         )
         for p in prefixes
     ]
     return _hbar_chart(
         "sms2fa-prefixes",
         str(_("Top number prefixes by volume")),
-        "Prefixes with the most SMS; many SMS and few verifications suggest SMS pumping.",
+        gettext("Prefixes with the most SMS; many SMS and few verifications suggest SMS pumping."),
         rows,
         maximum=max(p.sms for p in prefixes),
         colour=VOLUME_COLOUR,

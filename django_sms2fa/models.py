@@ -51,6 +51,7 @@ class Challenge(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
         null=True,
         blank=True,
         # Keep the audit row when a user is deleted.
@@ -59,6 +60,7 @@ class Challenge(models.Model):
     )
     device = models.ForeignKey(
         "PhoneDevice",
+        verbose_name=_("device"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -67,35 +69,37 @@ class Challenge(models.Model):
     phone = models.CharField(_("phone (E.164)"), max_length=16)
     # ISO 3166 region of the phone ("SE"; "ZZ" when unknown), for the stats by
     # country without parsing every number again.
-    region = models.CharField(max_length=2, blank=True)
-    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    region = models.CharField(_("region"), max_length=2, blank=True)
+    purpose = models.CharField(_("purpose"), max_length=20, choices=Purpose.choices)
     status = models.CharField(
-        max_length=16, choices=ChallengeStatus.choices, default=ChallengeStatus.PENDING
+        _("status"), max_length=16, choices=ChallengeStatus.choices, default=ChallengeStatus.PENDING
     )
     # HMAC-SHA256 of the code bound to this challenge (codes.hash_code); empty
     # where only the provider can check the code. Never shown anywhere.
-    code_hash = models.CharField(max_length=64, blank=True, editable=False)
-    checked_by = models.CharField(max_length=8, choices=CheckedBy.choices, default=CheckedBy.LOCAL)
+    code_hash = models.CharField(_("code hash"), max_length=64, blank=True, editable=False)
+    checked_by = models.CharField(
+        _("checked by"), max_length=8, choices=CheckedBy.choices, default=CheckedBy.LOCAL
+    )
     provider = models.CharField(_("provider alias"), max_length=64, blank=True)
     # Guesses admitted for evaluation (the limit applies to this counter) ...
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     # ... and those that turned out wrong. Only when every admitted guess was
     # wrong (wrong_attempts == max_attempts) does the challenge close as failed:
     # closing earlier could kill a right answer still being evaluated.
-    wrong_attempts = models.PositiveSmallIntegerField(default=0)
-    max_attempts = models.PositiveSmallIntegerField()
-    sends = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
-    verified_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    wrong_attempts = models.PositiveSmallIntegerField(_("wrong attempts"), default=0)
+    max_attempts = models.PositiveSmallIntegerField(_("maximum attempts"))
+    sends = models.PositiveSmallIntegerField(_("sends"), default=0)
+    created_at = models.DateTimeField(_("created at"))
+    expires_at = models.DateTimeField(_("expires at"))
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     # When the last code was handed to a provider (resend cooldown).
-    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_sent_at = models.DateTimeField(_("last sent at"), null=True, blank=True)
     # When the proof this challenge gave was used (a phone_token redeemed, a
     # device confirmed): a verified challenge proves something only once.
-    consumed_at = models.DateTimeField(null=True, blank=True)
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=300, blank=True)
+    consumed_at = models.DateTimeField(_("consumed at"), null=True, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
 
     class Meta:
         verbose_name = _("challenge")
@@ -129,29 +133,46 @@ class Challenge(models.Model):
         return self.status == ChallengeStatus.PENDING
 
 
+class MessageStatus(models.TextChoices):
+    """The normalized delivery status of a message (``types.MESSAGE_STATUSES``)."""
+
+    QUEUED = types.QUEUED, _("Queued")
+    SENT = types.SENT, _("Sent")
+    DELIVERED = types.DELIVERED, _("Delivered")
+    FAILED = types.FAILED, _("Failed")
+    UNKNOWN = types.UNKNOWN, _("Unknown")
+
+
 class Message(models.Model):
     """One SMS handed (or offered) to one provider. A resend is a new message."""
 
-    Status = models.TextChoices(
-        "Status", [(status, status.capitalize()) for status in types.MESSAGE_STATUSES]
-    )
+    Status = MessageStatus
 
     challenge = models.ForeignKey(
-        Challenge, null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
+        Challenge,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("challenge"),
     )
     phone = models.CharField(_("phone (E.164)"), max_length=16)
     provider = models.CharField(_("provider alias"), max_length=64)
-    provider_message_id = models.CharField(max_length=128, blank=True, db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=types.QUEUED)
+    provider_message_id = models.CharField(
+        _("provider message id"), max_length=128, blank=True, db_index=True
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=types.QUEUED
+    )
     provider_status = models.CharField(_("provider's own status"), max_length=64, blank=True)
-    error_code = models.CharField(max_length=64, blank=True)
-    error_text = models.CharField(max_length=500, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_text = models.CharField(_("error text"), max_length=500, blank=True)
     # The text as sent, with the code replaced by bullets.
-    text_masked = models.TextField(blank=True)
-    created_at = models.DateTimeField()
-    sent_at = models.DateTimeField(null=True, blank=True)
-    status_changed_at = models.DateTimeField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    text_masked = models.TextField(_("text (code masked)"), blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    status_changed_at = models.DateTimeField(_("status changed at"), null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("message")
@@ -169,19 +190,22 @@ class Message(models.Model):
 class Refusal(models.Model):
     """A request the abuse defences refused, for the audit: who, which rule, when."""
 
-    created_at = models.DateTimeField(db_index=True)
-    reason = models.CharField(max_length=32)  # the error code, e.g. "rate_limited"
-    limit = models.CharField(max_length=16, blank=True)  # phone, ip, user, country, global
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+    reason = models.CharField(_("reason"), max_length=32)  # the error code, e.g. "rate_limited"
+    limit = models.CharField(
+        _("limit"), max_length=16, blank=True
+    )  # phone, ip, user, country, global
     phone = models.CharField(_("phone (E.164)"), max_length=16, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="sms2fa_refusals",
     )
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    retry_after = models.PositiveIntegerField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    retry_after = models.PositiveIntegerField(_("retry after (s)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("refusal")
@@ -207,14 +231,20 @@ class DeviceEvent(models.Model):
     audit still says which phone a removed device was).
     """
 
-    created_at = models.DateTimeField(db_index=True)
-    action = models.CharField(max_length=16, choices=DeviceAction.choices)
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+    action = models.CharField(_("action"), max_length=16, choices=DeviceAction.choices)
     device = models.ForeignKey(
-        "PhoneDevice", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        "PhoneDevice",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        verbose_name=_("device"),
     )
     # Whose phone it is ...
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -224,12 +254,13 @@ class DeviceEvent(models.Model):
     # ... and who made the change (the user, or a staff member in the admin).
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("device event")
@@ -250,7 +281,12 @@ class PhoneDevice(TimestampMixin, Device):
     number = models.CharField(_("phone (E.164)"), max_length=16)
     # While unconfirmed: the device this one will replace once confirmed.
     replaces = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("replaces"),
     )
 
     class Meta(Device.Meta):

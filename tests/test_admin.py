@@ -168,6 +168,29 @@ def test_filters(staff_client, user, outbox):
     assert listed(created_at__gte=since) == {str(verified.pk), str(pending.pk)}
 
 
+def test_message_status_filter(staff_client, user, outbox):
+    """The status filter offers the stored values (``failed``, not ``Failed``)
+    and each link lists exactly the messages in that state."""
+    from django_sms2fa.exceptions import DeliveryFailed, ProviderUnavailable
+    from django_sms2fa.providers import locmem
+
+    sent = flows.request_challenge(phone=PHONE, purpose="login", user=user)
+    locmem.fail_next(ProviderUnavailable("down"))
+    with pytest.raises(DeliveryFailed):
+        flows.request_challenge(phone=PHONE, purpose="login", user=user)
+    failed = Message.objects.get(status="failed")
+    ok = Message.objects.get(challenge=sent)
+
+    def listed(**query) -> set[str]:
+        return changelist_pks(staff_client.get(url("message_changelist"), query))
+
+    html = staff_client.get(url("message_changelist")).content.decode()
+    assert "?status=failed" in html and "?status=sent" in html
+    assert listed(status="failed") == {str(failed.pk)}
+    assert listed(status="sent") == {str(ok.pk)}
+    assert listed(status="delivered") == set()
+
+
 def test_provider_filter_lists_the_configured_aliases(staff_client, sms2fa_settings, sent):
     sms2fa_settings(
         PROVIDERS={

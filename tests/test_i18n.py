@@ -371,6 +371,13 @@ def test_admin_audit_is_in_the_request_language(
         "Väntar",
         "Andra faktor vid inloggning",
         "Exportera CSV",
+        # Field labels as column headers and filter titles.
+        "Skapad",
+        "Syfte",
     ):
         assert text in page, text
-    assert "Second factor at login" not in page
+    assert "Second factor at login" not in page and "Created at" not in page
+    messages = client.get(
+        "/admin/django_sms2fa/message/", headers={"accept-language": "sv"}
+    ).content.decode()
+    assert "Skickat" in messages  # the status filter's choices
