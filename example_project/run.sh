@@ -8,7 +8,8 @@
 # into it in editable mode, migrates, creates the demo user and starts the
 # development server. SMS codes are printed in this terminal and listed on
 # http://127.0.0.1:8000/dev/outbox/ (DEBUG only), so you can log in from the
-# browser alone: open the home page, follow "Log in", read the code there.
+# browser alone: open the home page, follow "Log in with a password, then the
+# code", and read the code there.
 # Set EXAMPLE_REINSTALL=1 to force `pip install -e .` again.
 set -euo pipefail
 
