@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import django
 from django import forms
 from django.contrib.admin import ModelAdmin
 from django.core.exceptions import PermissionDenied
@@ -436,6 +437,8 @@ def stats_view(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         "opts": model_admin.model._meta,
         "form": form,
         "figures": [],
+        # Django 6's admin styles breadcrumbs as a list (<ol>), 5.2's as a <div>.
+        "breadcrumbs_as_list": django.VERSION >= (6, 0),
     }
     if form.is_valid():
         result = stats.report(form.cleaned_data["range"])
