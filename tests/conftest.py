@@ -5,6 +5,7 @@ import pytest
 from django.core.cache import caches
 from django.db import connection
 
+from django_sms2fa import signals
 from django_sms2fa.providers import locmem, reset_providers
 
 from .http_support import LoopbackServer
@@ -83,3 +84,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def changes():
+    """Every message_status_changed sent during the test: (message pk, old, new)."""
+    seen: list[tuple[int, str, str]] = []
+
+    def receiver(sender, message, old_status, new_status, **kwargs):
+        seen.append((message.pk, old_status, new_status))
+
+    signals.message_status_changed.connect(receiver)
+    yield seen
+    signals.message_status_changed.disconnect(receiver)

@@ -53,18 +53,6 @@ def refresh_settings(sms2fa_settings):
     sms2fa_settings(PROVIDERS=providers())
 
 
-@pytest.fixture
-def changes():
-    seen: list[tuple[int, str, str]] = []
-
-    def receiver(sender, message, old_status, new_status, **kwargs):
-        seen.append((message.pk, old_status, new_status))
-
-    signals.message_status_changed.connect(receiver)
-    yield seen
-    signals.message_status_changed.disconnect(receiver)
-
-
 def message(alias: str, message_id: str, status: str = SENT, age: timedelta = timedelta(minutes=1)):
     created = timezone.now() - age
     return Message.objects.create(

@@ -73,19 +73,6 @@ def webhook_settings(sms2fa_settings):
     )
 
 
-@pytest.fixture
-def changes():
-    """Every message_status_changed sent during the test."""
-    seen: list[tuple[int, str, str]] = []
-
-    def receiver(sender, message, old_status, new_status, **kwargs):
-        seen.append((message.pk, old_status, new_status))
-
-    signals.message_status_changed.connect(receiver)
-    yield seen
-    signals.message_status_changed.disconnect(receiver)
-
-
 def message(alias: str, message_id: str, status: str = SENT, **fields) -> Message:
     now = timezone.now()
     return Message.objects.create(
