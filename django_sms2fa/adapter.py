@@ -23,16 +23,21 @@ from .exceptions import Sms2faConfigurationError
 
 class DefaultSms2faAdapter:
     def get_user_by_phone(self, phone: str) -> Any:
-        """The active user who owns the confirmed phone ``phone`` (E.164), or None."""
+        """The active user who owns the confirmed phone ``phone`` (E.164), or None.
+
+        A number is confirmed on at most one account (a database constraint),
+        so there is one owner or none; never one picked by row order. Should
+        the database hold two (the constraint dropped by hand), nobody is
+        returned rather than a guess.
+        """
         from .models import PhoneDevice
 
-        device = (
-            PhoneDevice.objects.filter(number=phone, confirmed=True, user__is_active=True)
-            .select_related("user")
-            .order_by("pk")
-            .first()
+        devices = list(
+            PhoneDevice.objects.filter(number=phone, confirmed=True).select_related("user")[:2]
         )
-        return device.user if device else None
+        if len(devices) != 1 or not devices[0].user.is_active:
+            return None
+        return devices[0].user
 
     def get_login_device(self, user: Any) -> Any:
         """The phone a login code goes to: the most recently used confirmed one."""
@@ -100,6 +105,35 @@ class DefaultSms2faAdapter:
             "A phone number was removed from your account as a sign-in method. If this "
             "was not you, contact support now."
         )
+
+    def send_security_notice(self, user: Any, event: str, context: dict[str, Any]) -> None:
+        """Tell ``user`` that a sign-in factor changed (a phone added, replaced,
+        removed or unbound, a lockout): by default an email to the account's
+        address, skipped when it has none.
+
+        :param event: ``"phone_added"``, ``"phone_replaced"``,
+            ``"phone_removed"``, ``"phone_unbound"`` or ``"lockout"``.
+        :param context: ``phone`` and ``new_phone`` (masked), ``when`` (an
+            aware datetime), ``ip`` (or ``""``). It never holds a code or a
+            full number; keep it that way in your own channel.
+
+        Runs in the user's language (:meth:`get_language`). Override to use
+        another channel (a push message, an in-app inbox), or to change the
+        templates: ``django_sms2fa/email/security_notice_subject.txt`` and
+        ``django_sms2fa/email/security_notice.txt``.
+        """
+        from django.core.mail import send_mail
+        from django.template.loader import render_to_string
+
+        field = user.get_email_field_name() if hasattr(user, "get_email_field_name") else "email"
+        address = getattr(user, field, "") or ""
+        if not address:
+            return
+        data = {**context, "event": event, "user": user}
+        subject = render_to_string("django_sms2fa/email/security_notice_subject.txt", data)
+        body = render_to_string("django_sms2fa/email/security_notice.txt", data)
+        # One line: a header cannot hold a newline.
+        send_mail(" ".join(subject.split()), body, None, [address])
 
     def unknown_number_text(self) -> str:
         """SMS to a number without an account (``PASSWORDLESS_UNKNOWN_NUMBER = "notify"``)."""

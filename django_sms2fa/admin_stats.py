@@ -9,13 +9,19 @@ table of the same numbers beside it.
 ``ChallengeAdmin`` serves it at ``…/challenge/stats/`` through
 ``admin_site.admin_view`` (login, staff); this view adds the check for the
 view permission on challenges.
+
+A prefix as long as a whole phone number would name one person's number: such
+prefixes are shown masked, like every number in the admin (this page sums up
+many numbers, so it never shows one in full, whatever the viewer's permissions).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
+
+import phonenumbers
 
 import django
 from django import forms
@@ -27,6 +33,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import stats
+from .phones import mask_phone
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#F0E442")
@@ -395,8 +402,30 @@ def _cells(table: stats.Table) -> list[list[str]]:
     ]
 
 
+def shown_prefix(prefix: str) -> str:
+    """``prefix`` as the page shows it: masked if it could be a whole number.
+
+    With the default ``PUMPING["PREFIX_DIGITS"]`` (6) a prefix is shorter than
+    any number of any country; a site may set up to 15 digits, and then a
+    prefix is one number.
+    """
+    try:
+        parsed = phonenumbers.parse(prefix, None)
+    except phonenumbers.NumberParseException:
+        return mask_phone(prefix) if len(prefix.lstrip("+")) >= 8 else prefix
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason == phonenumbers.ValidationResult.TOO_SHORT:
+        return prefix
+    if reason == phonenumbers.ValidationResult.INVALID_COUNTRY_CODE:
+        return mask_phone(prefix) if len(prefix.lstrip("+")) >= 8 else prefix
+    return mask_phone(prefix)
+
+
 def figures(result: stats.Report) -> list[Figure]:
     """Each figure of ``result`` as a chart (or ``None``) and its table."""
+    result = replace(
+        result, prefixes=[replace(p, prefix=shown_prefix(p.prefix)) for p in result.prefixes]
+    )
     charts = [
         _sends_chart(result.sends),
         _rate_by_day_chart(result.rate_by_day, result.range.days),

@@ -13,10 +13,10 @@ E005       ``MAX_ATTEMPTS`` outside 1–10
 E006       ``DEFAULT_REGION`` is not a region code
 E007       ``CACHE`` names a cache that ``CACHES`` does not define
 E008       ``ADAPTER`` is not a dotted path or does not import
-E009       ``RESEND_INTERVAL``, ``PHONE_TOKEN_MAX_AGE``, ``REQUIRE_SECOND_FACTOR``
-           or ``PASSWORDLESS_UNKNOWN_NUMBER`` is invalid
+E009       ``RESEND_INTERVAL``, ``PHONE_TOKEN_MAX_AGE``, ``REQUIRE_SECOND_FACTOR``,
+           ``PASSWORDLESS_UNKNOWN_NUMBER`` or ``PASSWORDLESS_LOGIN`` is invalid
 W001       the ``console`` provider (prints codes) with ``DEBUG = False``
-W002       limit counters in a per-process cache (local memory, dummy) with
+W002       limit counters in a per-process cache (local memory) with
            ``DEBUG = False``: limits would not hold across processes
 W003       an ``SMS2FA`` key that no setting reads (a typo?)
 W004       a provider that can only carry codes shorter than ``CODE_LENGTH``
@@ -25,10 +25,27 @@ W005       ``ALLOWED_REGIONS`` is not set: codes may go to any country
 W006       ``TEST_NUMBERS`` is set: fixed codes log their owners in
 W007       ``WEBHOOK_SECRETS`` names an alias that is not a provider, or a
            provider that sends no delivery reports
-E010       ``LIMITS``, ``LOCKOUT_*``, ``PUMPING``, ``ALLOWED_*``, ``TEST_NUMBERS``
-           or ``TRUSTED_PROXY_COUNT`` is invalid
+E010       ``LIMITS``, ``LOCKOUT_*``, ``PASSWORD_LOCKOUT``, ``PUMPING``,
+           ``ALLOWED_*``, ``TEST_NUMBERS`` or ``TRUSTED_PROXY_COUNT`` is invalid
+           (durations are bounded: rate periods to 366 days, ``SUSPEND_FOR``
+           to 30 days, ``WINDOW`` to 7 days, ``LOCKOUT_MEMORY`` to 366 days)
+E020       ``SecondFactorMiddleware`` is not in ``MIDDLEWARE``: a password alone
+           logs in users who have a phone
+E021       django-otp's ``OTPMiddleware`` is not in ``MIDDLEWARE``
+E022       ``MIDDLEWARE`` out of order (or without sessions/authentication): it
+           must run Session → Authentication → OTPMiddleware →
+           SecondFactorMiddleware
+E023       ``PASSWORDLESS_LOGIN`` is on but ``PhoneCodeBackend`` is not in
+           ``AUTHENTICATION_BACKENDS`` (the passwordless doors stay closed)
+W020       ``PhoneCodeBackend`` is in ``AUTHENTICATION_BACKENDS`` but
+           ``PASSWORDLESS_LOGIN`` is off (the backend logs nobody in)
 E011       ``RETENTION_DAYS``, ``WEBOTP_DOMAIN``, ``WEBHOOK_SECRETS``,
            ``SEND_VIA_TASKS`` or ``TASK_BACKEND`` is invalid
+E040       limit counters in a cache whose ``add``/``incr`` are not atomic
+           (database, file-based, dummy): limits would not hold at all
+W041       ``PASSWORDLESS_LOGIN`` on, with ``DEBUG = False``, while the SMS is sent
+           inside the request (``SEND_VIA_TASKS`` off, or an immediate task
+           backend): the answer's timing tells which numbers have an account
 ========== ==================================================================
 
 Each check reads the setting through :mod:`django_sms2fa.conf`, the same code
@@ -48,8 +65,16 @@ from django.template.loader import get_template
 from .conf import app_settings
 from .exceptions import Sms2faConfigurationError
 
-_PER_PROCESS_CACHES = (
-    "django.core.cache.backends.locmem.LocMemCache",
+#: Atomic within one process only: fine for one process (development, one
+#: worker), a warning in production.
+_PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+#: ``add``/``incr`` that are not atomic even between two requests: the database
+#: cache reads and writes in two statements (20 of 20 concurrent sends passed a
+#: 5-per-10-minutes limit), the file cache writes whole files, and the dummy
+#: cache keeps nothing. Limits and lockouts on them do not hold at all.
+_NON_ATOMIC_CACHES = (
+    "django.core.cache.backends.db.DatabaseCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
     "django.core.cache.backends.dummy.DummyCache",
 )
 
@@ -95,8 +120,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "PHONE_TOKEN_MAX_AGE",
         "REQUIRE_SECOND_FACTOR",
         "PASSWORDLESS_UNKNOWN_NUMBER",
+        "PASSWORDLESS_LOGIN",
         "LOCKOUT_THRESHOLD",
         "LOCKOUT_MEMORY",
+        "PASSWORD_LOCKOUT",
         "PUMPING",
         "ALLOWED_NUMBER_TYPES",
         "TRUSTED_PROXY_COUNT",
@@ -131,6 +158,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors.extend(_check_providers())
     errors.extend(_check_limits_cache())
     errors.extend(_check_tasks())
+    errors.extend(_check_passwordless_timing())
     errors.extend(_check_webhooks())
     return errors
 
@@ -221,9 +249,24 @@ def _check_destinations() -> list[checks.CheckMessage]:
 
 def _check_limits_cache() -> list[checks.CheckMessage]:
     alias = _read(lambda: app_settings.CACHE, [])
-    if alias is None or settings.DEBUG:
+    if alias is None:
         return []
     backend = settings.CACHES[alias].get("BACKEND", "")
+    if backend in _NON_ATOMIC_CACHES:
+        # Also with DEBUG: a limit that silently counts nothing would pass
+        # every test of the site and fail in production.
+        return [
+            checks.Error(
+                f"SMS2FA limit counters use the cache {alias!r} ({backend.rsplit('.', 1)[-1]}), "
+                "whose add() and incr() are not atomic: concurrent requests all pass the "
+                "send limits, the lockouts and the SMS-pumping breaker.",
+                hint="Point SMS2FA['CACHE'] at Redis or Memcached (or, for one process in "
+                "development, a LocMemCache alias).",
+                id="sms2fa.E040",
+            )
+        ]
+    if settings.DEBUG:
+        return []
     if backend in _PER_PROCESS_CACHES:
         return [
             checks.Warning(
@@ -303,3 +346,142 @@ def _check_webhooks() -> list[checks.CheckMessage]:
                 )
             )
     return warnings
+
+
+# ------------------------------------------------ middleware and backends
+
+#: The order the second factor needs, each entry after the one before it.
+_MIDDLEWARE_CHAIN = (
+    ("django.contrib.sessions.middleware.SessionMiddleware", "sms2fa.E022"),
+    ("django.contrib.auth.middleware.AuthenticationMiddleware", "sms2fa.E022"),
+    ("django_otp.middleware.OTPMiddleware", "sms2fa.E021"),
+    ("django_sms2fa.middleware.SecondFactorMiddleware", "sms2fa.E020"),
+)
+
+
+def _middleware_index(path: str) -> int | None:
+    """Position in ``MIDDLEWARE`` of ``path`` or a subclass of it."""
+    from django.utils.module_loading import import_string
+
+    wanted = import_string(path)
+    for index, entry in enumerate(settings.MIDDLEWARE):
+        if entry == path:
+            return index
+        try:
+            found = import_string(entry)
+        except ImportError:
+            continue  # Django's own check reports it
+        if isinstance(found, type) and issubclass(found, wanted):
+            return index
+    return None
+
+
+@checks.register(checks.Tags.security, "sms2fa")
+def check_middleware_and_backends(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Without ``SecondFactorMiddleware`` (or with it before django-otp's), a
+    password alone reaches every view; a half-done passwordless setup."""
+    errors: list[checks.CheckMessage] = []
+    order = " → ".join(path.rsplit(".", 1)[1] for path, _id in _MIDDLEWARE_CHAIN)
+    positions = []
+    for path, check_id in _MIDDLEWARE_CHAIN:
+        index = _middleware_index(path)
+        if index is None:
+            errors.append(
+                checks.Error(
+                    f"{path} is not in MIDDLEWARE: a password alone would log in users "
+                    "who have a phone.",
+                    hint=f"MIDDLEWARE must contain, in this order: {order}.",
+                    id=check_id,
+                )
+            )
+        positions.append(index)
+    present = [index for index in positions if index is not None]
+    if present != sorted(present):
+        errors.append(
+            checks.Error(
+                "MIDDLEWARE is out of order for django-sms2fa: each of these needs the "
+                "one before it.",
+                hint=f"Order them: {order}.",
+                id="sms2fa.E022",
+            )
+        )
+    from .session_keys import is_phone_backend
+
+    setting = _read(lambda: app_settings.PASSWORDLESS_LOGIN, [])
+    listed = any(is_phone_backend(path) for path in settings.AUTHENTICATION_BACKENDS)
+    if setting and not listed:
+        errors.append(
+            checks.Error(
+                "SMS2FA['PASSWORDLESS_LOGIN'] is on but PhoneCodeBackend is not in "
+                "AUTHENTICATION_BACKENDS: passwordless login stays off.",
+                hint="Add 'django_sms2fa.backends.PhoneCodeBackend' to "
+                "AUTHENTICATION_BACKENDS, or set PASSWORDLESS_LOGIN to False.",
+                id="sms2fa.E023",
+            )
+        )
+    elif listed and setting is False:
+        errors.append(
+            checks.Warning(
+                "PhoneCodeBackend is in AUTHENTICATION_BACKENDS but "
+                "SMS2FA['PASSWORDLESS_LOGIN'] is off: it logs nobody in.",
+                hint="Set SMS2FA['PASSWORDLESS_LOGIN'] = True to offer passwordless login, "
+                "or remove the backend.",
+                id="sms2fa.W020",
+            )
+        )
+    return errors
+
+
+# Task backends that run the task inside enqueue(), in the request: Django's
+# default when TASKS is not set.
+_IN_REQUEST_TASK_BACKENDS = (
+    "django.tasks.backends.immediate.ImmediateBackend",
+    "django_tasks.backends.immediate.ImmediateBackend",
+)
+
+
+def _check_passwordless_timing() -> list[checks.CheckMessage]:
+    """Passwordless login must answer before the SMS is sent (W041).
+
+    A passwordless request for a number with an account hands an SMS to the
+    provider; one for a number without an account does not. Sent inside the
+    request, the provider's latency (often 100 ms and more) shows in the
+    answer's timing and tells who has an account, whatever the answer says.
+    Through a task queue with a worker, both answers wait for nothing.
+    """
+    if settings.DEBUG or not _read(lambda: app_settings.PASSWORDLESS_LOGIN, []):
+        return []
+    hint = (
+        "Set SMS2FA['SEND_VIA_TASKS'] = True with a task backend that runs in a worker "
+        "process (e.g. django-tasks-db's DatabaseBackend and its db_worker); see the "
+        "README, 'Passwordless login'."
+    )
+    if not _read(lambda: app_settings.SEND_VIA_TASKS, []):
+        return [
+            checks.Warning(
+                "SMS2FA['PASSWORDLESS_LOGIN'] is on while SMS2FA['SEND_VIA_TASKS'] is off: "
+                "a passwordless request waits for the SMS provider only when the number has "
+                "an account, so the time of the answer tells which numbers have one.",
+                hint=hint,
+                id="sms2fa.W041",
+            )
+        ]
+    alias = _read(lambda: app_settings.TASK_BACKEND, [])
+    configured = getattr(settings, "TASKS", None) or {}
+    if configured and alias not in configured:
+        return []  # E011 says so
+    backend = (configured.get(alias) or {}).get("BACKEND", _IN_REQUEST_TASK_BACKENDS[0])
+    if backend in _IN_REQUEST_TASK_BACKENDS:
+        return [
+            checks.Warning(
+                f"SMS2FA['PASSWORDLESS_LOGIN'] is on and SMS2FA['TASK_BACKEND'] = {alias!r} "
+                f"is {backend.rsplit('.', 1)[-1]}, which runs each task inside the request: a "
+                "passwordless request waits for the SMS provider only when the number has an "
+                "account, so the time of the answer tells which numbers have one.",
+                hint=hint,
+                id="sms2fa.W041",
+            )
+        ]
+    return []

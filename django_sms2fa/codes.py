@@ -2,7 +2,7 @@
 
 The hash is HMAC-SHA256 under a key derived from ``SECRET_KEY`` (Django's
 ``salted_hmac``), over the code *and* what it is bound to: the challenge id, the
-user, the purpose and the phone (shared/security.md item 12). A leaked database
+user, the purpose and the phone (docs/security.md item 12). A leaked database
 therefore yields neither codes nor anything usable for another challenge, and
 a code cannot be replayed against a different purpose or person.
 
@@ -18,13 +18,14 @@ import secrets
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
+from django.views.decorators.debug import sensitive_variables
 
 from .exceptions import InvalidCode
 
 KEY_SALT = "django_sms2fa.codes.v1"
 
 # `[0-9]` and not `\d`: in Python `\d` also matches full-width and Arabic-Indic
-# digits, which must be refused (security.md item 21).
+# digits, which must be refused (docs/security.md item 21).
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 # Longest code any supported provider makes (iP1 allows 25).
 MAX_SUBMITTED_LENGTH = 25
@@ -37,6 +38,7 @@ def generate_code(length: int) -> str:
     return str(secrets.randbelow(10**length)).zfill(length)
 
 
+@sensitive_variables()
 def clean_submitted_code(raw: object) -> str:
     """Turn what the user typed into a code, or raise :class:`InvalidCode`.
 
@@ -61,6 +63,7 @@ def _message(code: str, *, challenge_id: str, purpose: str, phone: str, user_id:
     return f"{challenge_id}|{user_id}|{purpose}|{phone}|{code}"
 
 
+@sensitive_variables()
 def hash_code(
     code: str,
     *,
@@ -81,6 +84,7 @@ def hash_code(
     return salted_hmac(KEY_SALT, message, secret=secret, algorithm="sha256").hexdigest()
 
 
+@sensitive_variables()
 def code_matches(
     code: str,
     stored_hash: str,
@@ -112,6 +116,7 @@ def code_matches(
     return matched
 
 
+@sensitive_variables()
 def mask_code_in(text: str, code: str) -> str:
     """``text`` with every occurrence of ``code`` replaced by bullets."""
     return text.replace(code, "•" * len(code)) if code else text

@@ -18,11 +18,18 @@ from django.conf import settings
 
 from .exceptions import Sms2faConfigurationError
 
-#: Security bounds (shared/security.md, items 2 and 3).
+#: Security bounds (docs/security.md, items 2 and 3).
 MIN_CODE_LENGTH = 6
 MAX_CODE_LENGTH = 10
 MAX_CODE_LIFETIME = 600  # seconds: NIST SP 800-63B-4 §3.1.3.2, OWASP ASVS 6.5.5
 MAX_ATTEMPTS_CEILING = 10
+#: Upper bounds on durations, so that no ``retry_after`` derived from them can
+#: overflow a 32-bit column (``Refusal.retry_after``) or a cache's TTL.
+MAX_RATE_PERIOD = 366 * 86400  # the longest period a rate may have ("10/366d")
+MAX_PUMPING_WINDOW = 7 * 86400
+MAX_SUSPEND_FOR = 30 * 86400
+MAX_LOCKOUT_MEMORY = 366 * 86400
+MAX_RETRY_AFTER = 2**31 - 1  # stored values are clamped to this
 
 KNOWN_KEYS = frozenset(
     {
@@ -40,9 +47,11 @@ KNOWN_KEYS = frozenset(
         "PHONE_TOKEN_MAX_AGE",
         "REQUIRE_SECOND_FACTOR",
         "PASSWORDLESS_UNKNOWN_NUMBER",
+        "PASSWORDLESS_LOGIN",
         "LIMITS",
         "LOCKOUT_THRESHOLD",
         "LOCKOUT_MEMORY",
+        "PASSWORD_LOCKOUT",
         "PUMPING",
         "ALLOWED_REGIONS",
         "ALLOWED_NUMBER_TYPES",
@@ -56,7 +65,7 @@ KNOWN_KEYS = frozenset(
     }
 )
 
-#: Send limits (shared/security.md items 17-19): per phone, per client IP, per
+#: Send limits (docs/security.md items 17-19): per phone, per client IP, per
 #: user, per destination region and for the whole site.
 DEFAULT_LIMITS: dict[str, list[str]] = {
     "phone": ["1/30s", "5/10m", "10/d"],
@@ -71,6 +80,14 @@ DEFAULT_PUMPING: dict[str, float] = {
     "MIN_VERIFIED_RATIO": 0.2,  # below this share of verified challenges: trip
     "SUSPEND_FOR": 3600,  # seconds sending there stays suspended
     "PREFIX_DIGITS": 6,  # digits of the E.164 number (country code included) per prefix
+}
+#: Wrong passwords at the app's login (API and page): per username and per
+#: client IP, the code lockout's shape (512 s at the threshold, doubling to
+#: an hour), counts kept MEMORY seconds after the last failure.
+DEFAULT_PASSWORD_LOCKOUT: dict[str, int] = {
+    "USERNAME_THRESHOLD": 10,  # wrong passwords for one username (known or not)
+    "IP_THRESHOLD": 100,  # wrong passwords from one client IP (any usernames)
+    "MEMORY": 86400,
 }
 DEFAULT_NUMBER_TYPES = ("MOBILE", "FIXED_LINE_OR_MOBILE")
 
@@ -243,8 +260,10 @@ class Sms2faSettings:
     def CACHE(self) -> str:
         """Cache alias holding limit counters. Default ``"default"``.
 
-        It must be shared by every process (Redis, Memcached, database) in
-        production; the local-memory cache is per process.
+        Its ``add``/``incr`` must be atomic across processes: Redis or
+        Memcached in production. The database, file and dummy caches are not
+        (check E040); the local-memory cache is atomic within one process only
+        (W002 in production).
         """
         alias = self._get("CACHE", "default")
         if not isinstance(alias, str) or alias not in settings.CACHES:
@@ -292,11 +311,28 @@ class Sms2faSettings:
 
     @property
     def REQUIRE_SECOND_FACTOR(self) -> bool:
-        """Whether every user must enrol a phone before using the site. Default False."""
+        """Whether every user must enrol a phone before using the site. Default
+        False. Enforced by ``SecondFactorMiddleware``: until a phone is
+        confirmed, a logged-in user reaches only this app's pages and API and
+        logout views."""
         value = self._get("REQUIRE_SECOND_FACTOR", False)
         if not isinstance(value, bool):
             raise Sms2faConfigurationError(
                 "SMS2FA['REQUIRE_SECOND_FACTOR'] must be True or False.",
+                check_id="sms2fa.E009",
+            )
+        return value
+
+    @property
+    def PASSWORDLESS_LOGIN(self) -> bool:
+        """Whether a user may log in with a phone's code alone (no password).
+        Default False: opt in with True *and* ``PhoneCodeBackend`` in
+        ``AUTHENTICATION_BACKENDS``. Off, the passwordless pages and API
+        answer 404 and send nothing."""
+        value = self._get("PASSWORDLESS_LOGIN", False)
+        if not isinstance(value, bool):
+            raise Sms2faConfigurationError(
+                "SMS2FA['PASSWORDLESS_LOGIN'] must be True or False.",
                 check_id="sms2fa.E009",
             )
         return value
@@ -344,14 +380,41 @@ class Sms2faSettings:
 
     @property
     def LOCKOUT_MEMORY(self) -> int:
-        """Seconds a failure count is kept after the last failure. Default 30 days."""
+        """Seconds a failure count is kept after the last failure. Default 30
+        days; 3600 s to 366 days."""
         value = self._get("LOCKOUT_MEMORY", 30 * 86400)
-        if not _is_int(value) or value < 3600:
+        if not _is_int(value) or not 3600 <= value <= MAX_LOCKOUT_MEMORY:
             raise Sms2faConfigurationError(
-                "SMS2FA['LOCKOUT_MEMORY'] must be at least 3600 seconds.",
+                f"SMS2FA['LOCKOUT_MEMORY'] must be a whole number of seconds from 3600 to "
+                f"{MAX_LOCKOUT_MEMORY} (366 days).",
                 check_id="sms2fa.E010",
             )
         return value
+
+    @property
+    def PASSWORD_LOCKOUT(self) -> dict[str, int]:
+        """Limits on wrong passwords at ``login/``; keys as in
+        ``DEFAULT_PASSWORD_LOCKOUT`` (``USERNAME_THRESHOLD`` 3–100,
+        ``IP_THRESHOLD`` 3–100000, ``MEMORY`` 60 s to 366 days)."""
+        value = self._get("PASSWORD_LOCKOUT", {})
+        if not isinstance(value, dict) or set(value) - set(DEFAULT_PASSWORD_LOCKOUT):
+            raise Sms2faConfigurationError(
+                f"SMS2FA['PASSWORD_LOCKOUT'] takes the keys {sorted(DEFAULT_PASSWORD_LOCKOUT)}.",
+                check_id="sms2fa.E010",
+            )
+        merged = {**DEFAULT_PASSWORD_LOCKOUT, **value}
+        if not (
+            all(_is_int(v) for v in merged.values())
+            and 3 <= merged["USERNAME_THRESHOLD"] <= 100
+            and 3 <= merged["IP_THRESHOLD"] <= 100_000
+            and 60 <= merged["MEMORY"] <= MAX_LOCKOUT_MEMORY
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['PASSWORD_LOCKOUT'] has a value out of range: USERNAME_THRESHOLD "
+                "3 to 100, IP_THRESHOLD 3 to 100000, MEMORY 60 s to 366 days (integers).",
+                check_id="sms2fa.E010",
+            )
+        return merged
 
     @property
     def PUMPING(self) -> dict[str, float]:
@@ -363,15 +426,24 @@ class Sms2faSettings:
                 check_id="sms2fa.E010",
             )
         merged = {**DEFAULT_PUMPING, **value}
+        numbers = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in merged.values()
+        )
+        whole = all(_is_int(merged[k]) for k in ("WINDOW", "SUSPEND_FOR", "PREFIX_DIGITS"))
         if not (
-            0 <= merged["MIN_VERIFIED_RATIO"] <= 1
-            and merged["WINDOW"] >= 60
+            numbers
+            and whole
+            and 0 <= merged["MIN_VERIFIED_RATIO"] <= 1
+            and 60 <= merged["WINDOW"] <= MAX_PUMPING_WINDOW
             and merged["MIN_SENDS"] >= 1
-            and merged["SUSPEND_FOR"] >= 1
+            and 1 <= merged["SUSPEND_FOR"] <= MAX_SUSPEND_FOR
             and 2 <= merged["PREFIX_DIGITS"] <= 15
         ):
             raise Sms2faConfigurationError(
-                "SMS2FA['PUMPING'] has a value out of range.", check_id="sms2fa.E010"
+                "SMS2FA['PUMPING'] has a value out of range: WINDOW 60 s to 7 days and "
+                "SUSPEND_FOR 1 s to 30 days (whole seconds), MIN_SENDS at least 1, "
+                "MIN_VERIFIED_RATIO 0 to 1, PREFIX_DIGITS 2 to 15.",
+                check_id="sms2fa.E010",
             )
         return merged
 
@@ -397,7 +469,7 @@ class Sms2faSettings:
     def ALLOWED_NUMBER_TYPES(self) -> frozenset[str]:
         """``phonenumbers.PhoneNumberType`` names SMS may go to. Default mobile
         and fixed-line-or-mobile; premium-rate, shared-cost, toll-free and
-        unknown numbers are refused (shared/security.md item 20)."""
+        unknown numbers are refused (docs/security.md item 20)."""
         value = self._get("ALLOWED_NUMBER_TYPES", DEFAULT_NUMBER_TYPES)
         import phonenumbers
 

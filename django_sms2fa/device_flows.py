@@ -4,7 +4,14 @@ Setting or changing the phone is binding a new authenticator (NIST SP
 800-63B-4 §3.1.3.3, §4.1.2.1): when the user already has a second factor, the
 session must have proved it (``verified_session``) before a new phone can be
 added or one removed; the new phone must then prove itself with a code; and
-the user's other phones are told through SMS (§4.6).
+the user's other phones are told through SMS (§4.6), and the owner by email
+(:func:`notify_owner`, the adapter's ``send_security_notice``).
+
+A phone that leaves an account — removed, replaced, deleted in the admin,
+unbound — takes its codes with it: every open challenge of its number for
+its owner is cancelled in the same transaction (``flows.close_challenges_for``).
+A number is confirmed on at most one account (a database constraint):
+confirming it on another account unbinds it from this one.
 
 Every change to a device — added, confirmed, replaced, removed, unlocked,
 failures reset — is recorded as a :class:`~django_sms2fa.models.DeviceEvent`
@@ -18,8 +25,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone, translation
+from django.views.decorators.debug import sensitive_variables
 
 from . import flows, ratelimit, signals
 from .adapter import DefaultSms2faAdapter, get_adapter
@@ -77,6 +86,7 @@ def enrol_phone(
     return device, challenge
 
 
+@sensitive_variables()
 def confirm_phone(
     user: Any,
     device_id: Any,
@@ -87,6 +97,14 @@ def confirm_phone(
 ) -> PhoneDevice:
     """Confirm an enrolled phone with its code; retire the phone it replaces.
 
+    A number is confirmed on at most one account (the database holds it to
+    that). Confirming a number that another account has confirmed proves its
+    holder has it *now* (a recycled number, most often): it is unbound from
+    that account first — the device removed, a ``removed`` event recorded,
+    its open challenges closed — and that account's owner is told by email
+    and on its other phones. Nothing in the answer differs, so confirming
+    cannot tell the caller whether the number was someone else's.
+
     :raises DeviceNotFound, ChallengeNotFound, and every verify error.
     """
     device = _own_device(user, device_id)
@@ -95,31 +113,159 @@ def confirm_phone(
     challenge = flows.verify_challenge(
         challenge_id, code, user=user, purpose=[Purpose.VERIFY_PHONE, Purpose.CHANGE_PHONE]
     )
-    now = timezone.now()
+    return _confirm_proved(user, device, challenge.pk, _ip(client))
+
+
+def bind_verified_phone(user: Any, phone: str, *, client: ClientInfo | None = None) -> PhoneDevice:
+    """Make ``phone`` a confirmed phone of ``user``: the number was already
+    proved by its holder, through a redeemed ``phone_token`` at registration::
+
+        phone = login_flows.redeem_phone_token(form.cleaned_data["phone_token"])
+        device_flows.bind_verified_phone(user, phone, client=client)
+
+    The rules of :func:`confirm_phone` apply (a number confirmed on another
+    account is unbound from it, the owners are told). Use it rather than
+    creating a confirmed ``PhoneDevice`` by hand, which the database refuses
+    for a number confirmed elsewhere.
+    """
+    e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
     with transaction.atomic():
-        Challenge.objects.filter(pk=challenge.pk).update(consumed_at=now)
-        others = list(PhoneDevice.objects.filter(user=user, confirmed=True).exclude(pk=device.pk))
-        old = device.replaces
-        old_pk = old.pk if old is not None else None  # delete() clears old.pk
-        device.confirmed, device.replaces, device.last_used_at = True, None, now
-        device.save(update_fields=["confirmed", "replaces", "last_used_at"])
-        record_event(device, DeviceAction.CONFIRMED, actor=user, client_ip=_ip(client))
-        if old is not None:
-            # Recorded before the delete: the event keeps the number, and
-            # its device link is cleared by the delete (SET_NULL).
-            record_event(old, DeviceAction.REPLACED, actor=user, client_ip=_ip(client))
-            old.delete()
+        device, created = PhoneDevice.objects.get_or_create(
+            user=user, number=e164, defaults={"name": mask_phone(e164), "confirmed": False}
+        )
+        if created:
+            record_event(device, DeviceAction.ADDED, actor=user, client_ip=_ip(client))
+    if device.confirmed:
+        return device
+    return _confirm_proved(user, device, None, _ip(client))
+
+
+def _confirm_proved(
+    user: Any, device: PhoneDevice, challenge_id: Any, ip: str | None
+) -> PhoneDevice:
+    """Confirm ``device``, whose number its holder has just proved, and tell
+    everyone concerned."""
+    try:
+        change = _bind(user, device, challenge_id, ip)
+    except IntegrityError:
+        # Another account confirmed the same number between our lock and our
+        # write (the constraint caught it). Once more: that device now exists,
+        # is locked like any other and unbound.
+        change = _bind(user, device, challenge_id, ip)
+    device, old, others, unbound = change
     # Notices go after the commit and outside it: provider calls never run in
     # a transaction, and a failed notice must not undo the change.
     with _in_users_language(user) as adapter:
         for other in others:
-            if old_pk is not None and other.pk == old_pk:
+            if old is not None and other.pk == old.pk:
                 text = adapter.phone_replaced_text(other.number, device.number)
             else:
                 text = adapter.phone_added_text(device.number)
             flows.send_notice(phone=other.number, text=text)
+    for prior in unbound:
+        _tell_unbound_owner(prior)
     signals.device_confirmed.send(sender=PhoneDevice, device=device, replaced=old)
+    if old is not None:
+        notify_owner(
+            user, "phone_replaced", phone=old.number, new_phone=device.number, client_ip=ip
+        )
+    else:
+        notify_owner(user, "phone_added", phone=device.number, client_ip=ip)
     return device
+
+
+def _bind(
+    user: Any, device: PhoneDevice, challenge_id: Any, ip: str | None
+) -> tuple[PhoneDevice, PhoneDevice | None, list[PhoneDevice], list[PhoneDevice]]:
+    """The confirming transaction: lock, unbind, confirm, retire.
+
+    :returns: the confirmed device, the device it replaced (deleted) or
+        ``None``, the user's other confirmed phones before the change (the old
+        one included), and the other accounts' devices unbound (deleted).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock_devices(
+            Q(pk=device.pk)
+            | Q(number=device.number, confirmed=True)
+            | (Q(pk=device.replaces_id) if device.replaces_id is not None else Q(pk__in=[])),
+            old_ids=[device.replaces_id] if device.replaces_id is not None else [],
+            number=device.number,
+        )
+        # Re-read under the lock: a concurrent confirmation may have retired
+        # the phone this one was to replace (then this is an addition), and
+        # the device itself may be gone.
+        current = locked.get(device.pk)
+        if current is None or current.user_id != user.pk:
+            raise DeviceNotFound()
+        old = locked.get(current.replaces_id) if current.replaces_id is not None else None
+        if old is not None and (old.user_id != user.pk or not old.confirmed):
+            old = None
+        unbound = [
+            d
+            for d in locked.values()
+            if d.number == current.number and d.confirmed and d.user_id != user.pk
+        ]
+        others = list(PhoneDevice.objects.filter(user=user, confirmed=True).exclude(pk=current.pk))
+        if challenge_id is not None:
+            Challenge.objects.filter(pk=challenge_id).update(consumed_at=now)
+        # The previous holder's device goes first: the constraint allows one
+        # confirmed row per number.
+        for prior in unbound:
+            _delete_locked(prior, actor=user, client_ip=ip)
+        current.confirmed, current.replaces, current.last_used_at = True, None, now
+        current.save(update_fields=["confirmed", "replaces", "last_used_at"])
+        record_event(current, DeviceAction.CONFIRMED, actor=user, client_ip=ip)
+        if old is not None:
+            # Recorded before the delete: the event keeps the number, and
+            # its device link is cleared by the delete (SET_NULL).
+            record_event(old, DeviceAction.REPLACED, actor=user, client_ip=ip)
+            flows.close_challenges_for(phone=old.number, user=user, device=old)
+            old_pk = old.pk
+            old.delete()
+            old.pk = old_pk  # the notices below still tell it apart
+    return current, old, others, unbound
+
+
+def _lock_devices(
+    where: Q, *, old_ids: list[Any], number: str | None = None
+) -> dict[Any, PhoneDevice]:
+    """Lock the rows a confirmation touches, in one statement, in pk order.
+
+    Every path that retires a device locks it and every row that points at it
+    (``replaces``: the delete rewrites them) the same way, so two
+    transactions always take their common rows in the same order and wait
+    for each other instead of deadlocking (two confirmations replacing one
+    phone, an unbinding racing a removal). On SQLite, which has no row locks,
+    the write lock serialises them anyway.
+    """
+    retiring = Q(replaces_id__in=old_ids) if old_ids else Q(pk__in=[])
+    if number is not None:
+        # The previous holder's device, if the number is confirmed elsewhere.
+        retiring |= Q(
+            replaces_id__in=PhoneDevice.objects.filter(number=number, confirmed=True).values("pk")
+        )
+    rows = PhoneDevice.objects.select_for_update().filter(where | retiring).order_by("pk")
+    return {row.pk: row for row in rows}
+
+
+def _tell_unbound_owner(prior: PhoneDevice) -> None:
+    """The previous account of a number confirmed elsewhere hears of it.
+
+    By email (:func:`notify_owner`) and on its other phones; never on the
+    number itself, which is now someone else's.
+    """
+    signals.device_removed.send(sender=PhoneDevice, device=prior)
+    owner = prior.user
+    numbers = PhoneDevice.objects.filter(user=owner, confirmed=True).values_list(
+        "number", flat=True
+    )
+    with _in_users_language(owner) as adapter:
+        text = adapter.phone_removed_text(prior.number)
+        for number in numbers:
+            flows.send_notice(phone=number, text=text)
+    # Without the IP: it is the new holder's, and none of the old account's business.
+    notify_owner(owner, "phone_unbound", phone=prior.number, client_ip=None)
 
 
 def remove_phone(
@@ -137,8 +283,8 @@ def remove_phone(
     device = _own_device(user, device_id)
     if device.confirmed and not verified_session:
         raise SecondFactorRequired()
-    delete_device(device, actor=user, client_ip=_ip(client))
-    if device.confirmed:
+    deleted = delete_device(device, actor=user, client_ip=_ip(client))
+    if deleted and device.confirmed:
         # Told on every phone it concerns (NIST SP 800-63B-4 §4.6): the removed
         # number, whose owner may not be the one who removed it, and the others.
         others = PhoneDevice.objects.filter(user=user, confirmed=True).values_list(
@@ -159,17 +305,86 @@ def _in_users_language(user: Any) -> Iterator[DefaultSms2faAdapter]:
         yield adapter
 
 
-def delete_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> None:
-    """Delete ``device`` and record who did it (its owner, or staff in the admin)."""
+def delete_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> bool:
+    """Delete ``device`` and record who did it (its owner, or staff in the admin).
+
+    Every open challenge of its number for its owner is closed with it, so no
+    code already sent to the phone outlives it; the owner of a confirmed
+    phone is told by email (:func:`notify_owner`).
+
+    :returns: whether this call deleted it (``False``: it was already gone,
+        removed, replaced or unbound by a concurrent request).
+    """
     with transaction.atomic():
-        record_event(device, DeviceAction.REMOVED, actor=actor, client_ip=client_ip)
-        device.delete()
-    signals.device_removed.send(sender=PhoneDevice, device=device)
+        locked = _lock_devices(Q(pk=device.pk), old_ids=[device.pk])
+        current = locked.get(device.pk)
+        if current is None:
+            return False  # already gone: nothing to record, nobody to tell
+        _delete_locked(current, actor=actor, client_ip=client_ip)
+    device.pk = None  # as a delete() leaves it
+    signals.device_removed.send(sender=PhoneDevice, device=current)
+    if current.confirmed:
+        notify_owner(current.user, "phone_removed", phone=current.number, client_ip=client_ip)
+    return True
+
+
+def _delete_locked(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> None:
+    """Record, close its challenges, delete: inside the caller's transaction,
+    with ``device`` locked."""
+    record_event(device, DeviceAction.REMOVED, actor=actor, client_ip=client_ip)
+    flows.close_challenges_for(phone=device.number, user=device.user_id, device=device)
+    pk = device.pk
+    device.delete()
+    device.pk = pk  # kept for the notices and signals after the commit
+
+
+SECURITY_EVENTS = ("phone_added", "phone_replaced", "phone_removed", "phone_unbound", "lockout")
+
+
+def notify_owner(
+    user: Any,
+    event: str,
+    *,
+    phone: str,
+    client_ip: str | None,
+    new_phone: str | None = None,
+) -> None:
+    """Tell ``user`` that one of their sign-in factors changed.
+
+    Sends :data:`~django_sms2fa.signals.security_event`; the app's own
+    receiver hands it to the adapter's ``send_security_notice`` (an email to
+    the account's address by default). Numbers travel masked only.
+
+    :param event: one of :data:`SECURITY_EVENTS`.
+    """
+    if user is None or getattr(user, "pk", None) is None:
+        return
+    signals.security_event.send(
+        sender=PhoneDevice,
+        user=user,
+        event=event,
+        context=security_context(phone=phone, new_phone=new_phone, client_ip=client_ip),
+    )
+
+
+def security_context(
+    *, phone: str, client_ip: str | None, new_phone: str | None = None
+) -> dict[str, Any]:
+    """What a security notice may say: masked numbers, when, and from which IP."""
+    return {
+        "phone": mask_phone(phone) if phone else "",
+        "new_phone": mask_phone(new_phone) if new_phone else "",
+        "when": timezone.now(),
+        "ip": client_ip or "",
+    }
 
 
 def lock_state(device: PhoneDevice) -> ratelimit.LockState:
     """The wrong-code lockout of the device's owner (failures, seconds locked)."""
-    return ratelimit.lock_state(flows._lock_subject(device.number, device.user_id))
+    # The account's count (codes after a password); a number's anonymous
+    # count is not the owner's lock.
+    subject = flows._lock_subject(device.number, device.user_id, purpose=Purpose.LOGIN)
+    return ratelimit.lock_state(subject)
 
 
 def unlock_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> bool:
@@ -181,7 +396,7 @@ def unlock_device(device: PhoneDevice, *, actor: Any, client_ip: str | None) -> 
 
     :returns: whether there was a lock to lift (an event is recorded only then).
     """
-    subject = flows._lock_subject(device.number, device.user_id)
+    subject = flows._lock_subject(device.number, device.user_id, purpose=Purpose.LOGIN)
     if not ratelimit.lock_state(subject).locked_for:
         return False
     ratelimit.reset_failures(subject)
@@ -194,7 +409,7 @@ def reset_device_failures(device: PhoneDevice, *, actor: Any, client_ip: str | N
 
     :returns: whether there were failures to clear (an event is recorded only then).
     """
-    subject = flows._lock_subject(device.number, device.user_id)
+    subject = flows._lock_subject(device.number, device.user_id, purpose=Purpose.LOGIN)
     if not ratelimit.lock_state(subject).failures:
         return False
     ratelimit.reset_failures(subject)

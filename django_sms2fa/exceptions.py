@@ -139,10 +139,22 @@ class VerificationLocked(RateLimited):
 
 
 class DestinationSuspended(RateLimited):
-    """Sending to this country or number range is suspended (SMS-pumping breaker)."""
+    """Sending to this number range (prefix) is suspended (SMS-pumping breaker)."""
 
     code = "destination_suspended"
     default_message = _("Codes cannot be sent to this number right now. Try again later.")
+
+
+class LimitsUnavailable(Sms2faError):
+    """The cache that holds the limits and the failure lockout cannot be reached.
+
+    A limit that cannot be counted is neither skipped (that would let every
+    guess and every send through) nor a crash: nothing is sent and no code is
+    judged until the cache is back. Edges answer 503 ``service_unavailable``.
+    """
+
+    code = "service_unavailable"
+    default_message = _("The service is unavailable right now. Try again in a moment.")
 
 
 class NumberNotAllowed(Sms2faError):
@@ -162,6 +174,13 @@ class LoginExpired(Sms2faError):
 
     code = "login_expired"
     default_message = _("The login has expired. Log in again.")
+
+
+class PasswordlessDisabled(Sms2faError):
+    """Passwordless login is off (``PASSWORDLESS_LOGIN``, or no ``PhoneCodeBackend``)."""
+
+    code = "passwordless_disabled"
+    default_message = _("Passwordless login is not enabled on this site.")
 
 
 class SecondFactorRequired(Sms2faError):

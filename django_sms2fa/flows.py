@@ -34,16 +34,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.dispatch import Signal
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
 from . import ratelimit, signals
 from .client import limit_key
 from .codes import clean_submitted_code, code_matches, generate_code, hash_code
-from .conf import app_settings
+from .conf import MAX_RETRY_AFTER, app_settings
 from .exceptions import (
     ChallengeAlreadyUsed,
     ChallengeCancelled,
@@ -54,6 +55,7 @@ from .exceptions import (
     DeliveryFailed,
     DestinationSuspended,
     IncorrectCode,
+    LimitsUnavailable,
     NumberNotAllowed,
     ProviderError,
     ProviderUnavailable,
@@ -97,6 +99,7 @@ _CLOSED_ERRORS: dict[str, type[Sms2faError]] = {
 # --------------------------------------------------------------------------- public
 
 
+@sensitive_variables()
 def request_challenge(
     *,
     phone: str,
@@ -132,7 +135,9 @@ def request_challenge(
     # Every refusal happens here, before any row is written or provider called.
     # A decoy (deliver=False) counts like a real send: the limits must answer
     # the same for numbers with and without an account.
-    _guard_send(e164, user=user, client=client, count=fixed_code is None)
+    _guard_send(
+        e164, user=user, client=client, count=fixed_code is None, purpose=purpose, device=device
+    )
     chain = _provider_chain(e164)
     now = timezone.now()
     challenge = Challenge(
@@ -182,6 +187,7 @@ def request_challenge(
     return challenge
 
 
+@sensitive_variables()
 def resend_challenge(
     challenge_id: Any,
     *,
@@ -204,6 +210,7 @@ def resend_challenge(
     :raises DeliveryFailed: as for :func:`request_challenge`.
     """
     challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True)
+    _as_decoy_if_undeliverable(challenge)
     if not challenge.is_pending:
         raise _closed_error(challenge)
     language = language or _language_for(challenge.user)
@@ -222,6 +229,8 @@ def resend_challenge(
         user=challenge.user,
         client=client or ClientInfo(),
         count=fixed_code is None,
+        purpose=challenge.purpose,
+        device=challenge.device,
     )
     chain = _provider_chain(challenge.phone)
     alias, provider = chain[0]
@@ -286,6 +295,7 @@ def _resend_ready_at(challenge: Challenge) -> datetime:
     return sent + timedelta(seconds=app_settings.RESEND_INTERVAL)
 
 
+@sensitive_variables()
 def verify_challenge(
     challenge_id: Any,
     code: Any,
@@ -302,28 +312,44 @@ def verify_challenge(
     :raises InvalidCode: ``code`` is not ASCII digits (no attempt is used).
     :raises IncorrectCode: wrong code; ``attempts_left`` tells how many remain.
     :raises TooManyAttempts: the attempts are used up.
+    :raises VerificationLocked: too many wrong codes for this account or number
+        (no attempt is used).
     :raises ChallengeNotFound, ChallengeExpired, ChallengeAlreadyUsed,
         ChallengeCancelled, ChallengeUndeliverable: see their docs.
     :raises ChallengeQueued: the code is still waiting for a task worker (no
         attempt is used).
     :raises ProviderError: the provider that checks this code did not answer.
+    :raises LimitsUnavailable: the limits cache is down; nothing was judged.
     """
     code = clean_submitted_code(code)
     # With its user and device (one JOIN): the login flows read both next.
     challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True)
+    _as_decoy_if_undeliverable(challenge)
     now = timezone.now()
     _ensure_open(challenge, now)
-    subject = _lock_subject(challenge.phone, challenge.user_id)
+    subject = _lock_subject(challenge.phone, challenge.user_id, purpose=challenge.purpose)
     _ensure_not_locked(subject, phone=challenge.phone, user_id=challenge.user_id)
-    gated = ratelimit.enter_gate(subject)
+    # A code we check ourselves is judged first, so that a right one takes its
+    # attempt and closes the challenge in one guarded UPDATE (one statement
+    # less per login). Its outcome is still acted on only once that UPDATE
+    # admitted it and it holds a place in the failure count, so no more than
+    # max_attempts guesses per challenge, and LOCKOUT_THRESHOLD per account or
+    # number, ever get an answer.
+    local = challenge.checked_by != CheckedBy.PROVIDER
+    right = local and _code_is_right(challenge, code)
+    guess: ratelimit.Guess | None = None
+    refused: VerificationLocked | None = None
+    if right:
+        # Its place in the count is taken before the UPDATE that closes the
+        # challenge. Refused, it goes on as a wrong guess refused after its
+        # UPDATE would: the same answer, right code or not.
+        try:
+            guess = ratelimit.reserve_guess(subject)
+        except VerificationLocked as err:
+            refused, right = err, False
+    closing = {"status": ChallengeStatus.VERIFIED, "verified_at": now, "closed_at": now}
+    attempt_held = settled = False
     try:
-        # A code we check ourselves is judged first, so that a right one takes
-        # its attempt and closes the challenge in one guarded UPDATE (one
-        # statement less per login). Its outcome is still acted on only if that
-        # UPDATE admitted it, so no more than max_attempts guesses get an answer.
-        local = challenge.checked_by != CheckedBy.PROVIDER
-        right = local and _code_is_right(challenge, code)
-        closing = {"status": ChallengeStatus.VERIFIED, "verified_at": now, "closed_at": now}
         reserved = Challenge.objects.filter(
             pk=challenge.pk,
             status=ChallengeStatus.PENDING,
@@ -343,6 +369,19 @@ def verify_challenge(
                 )
             raise TooManyAttempts(challenge_id=str(challenge.pk))
         challenge.attempts += 1
+        attempt_held = not right
+        if guess is None:
+            # The count is taken now, before the verdict is known or told:
+            # concurrent guesses over several challenges cannot all pass it.
+            if refused is None:
+                try:
+                    guess = ratelimit.reserve_guess(subject)
+                except VerificationLocked as err:
+                    refused = err
+            if refused is not None:
+                _give_back_attempt(challenge)
+                attempt_held = False
+                raise refused
 
         if not local:
             try:
@@ -350,14 +389,17 @@ def verify_challenge(
             except ProviderError:
                 # The admitted guess was never judged: count it as not right so the
                 # challenge can still close once every admitted guess has failed.
+                attempt_held = False
                 _count_wrong(challenge, now)
                 raise
+            attempt_held = False
             if right:
                 won = Challenge.objects.filter(
                     pk=challenge.pk, status=ChallengeStatus.PENDING
                 ).update(**closing)
                 if not won:
                     raise _closed_error(_load(challenge_id))
+        attempt_held = False
         if right:
             challenge.status = ChallengeStatus.VERIFIED
             challenge.verified_at = challenge.closed_at = now
@@ -366,12 +408,12 @@ def verify_challenge(
                 if challenge.device is not None:  # loaded with the challenge
                     challenge.device.last_used_at = now
             # Only this factor's failure count; every other limiter keeps counting.
-            ratelimit.reset_failures(subject)
+            ratelimit.settle_right(guess)
+            settled = True
             if challenge.phone not in app_settings.TEST_NUMBERS:
                 # Test numbers are never sent to, so they must not count as
                 # verified sends either: known fixed codes could hold the breaker.
-                region, prefix = _destination(challenge.phone)
-                ratelimit.count_verified(region, prefix, created=challenge.created_at.timestamp())
+                _count_verified_for_pumping(challenge)
             logger.info("sms2fa: challenge %s verified", challenge.pk)
             _send_signal(signals.challenge_verified, challenge=challenge)
             return challenge
@@ -381,20 +423,42 @@ def verify_challenge(
             "sms2fa: wrong code for challenge %s (%d attempts left)", challenge.pk, attempts_left
         )
         _count_wrong(challenge, now)
-        failures = ratelimit.record_failure(subject)
+        failures = ratelimit.settle_wrong(guess)
+        settled = True
         if failures == app_settings.LOCKOUT_THRESHOLD:
             logger.warning(
                 "sms2fa: SMS verification locked after %d wrong codes (challenge %s)",
                 failures,
                 challenge.pk,
             )
+            # The owner hears of it (by email by default; masked number, no code).
+            _send_signal(
+                signals.security_event,
+                sender=PhoneDevice,
+                user=challenge.user,
+                event="lockout",
+                context={
+                    "phone": mask_phone(challenge.phone),
+                    "new_phone": "",
+                    "when": now,
+                    "ip": challenge.client_ip or "",
+                },
+            )
         _send_signal(
             signals.challenge_code_rejected, challenge=challenge, attempts_left=attempts_left
         )
         raise IncorrectCode(challenge_id=str(challenge.pk), attempts_left=attempts_left)
-    finally:
-        if gated:
-            ratelimit.leave_gate(subject)
+    except LimitsUnavailable:
+        # The cache went away during the guess: nothing more can be counted
+        # (and trying would only log the outage again). An attempt taken but
+        # not judged goes back to the challenge.
+        if attempt_held:
+            _give_back_attempt(challenge)
+        raise
+    except BaseException:
+        if guess is not None and not settled:
+            ratelimit.release_guess(guess)
+        raise
 
 
 def cancel_challenge(
@@ -406,9 +470,56 @@ def cancel_challenge(
     :raises ChallengeNotFound: unknown id, or not ``user``'s, or not ``purpose``.
     """
     challenge = _load(challenge_id, user=user, purpose=purpose)
+    _as_decoy_if_undeliverable(challenge)
     return _close(challenge, ChallengeStatus.CANCELLED, timezone.now())
 
 
+def close_challenges_for(*, phone: str, user: Any, device: Any = None) -> list[Challenge]:
+    """Cancel every open challenge of ``phone`` (E.164) for ``user``.
+
+    For a phone leaving an account (removed, replaced, or confirmed on another
+    account): a code already sent to it, for any purpose (login, passwordless,
+    verify_phone, change_phone; resent or still queued), must die with the
+    phone's place in the account, or whoever holds the phone could still
+    resend to it and log in with it. ``device`` adds that device's challenges
+    (the same number, but also rows whose user was since deleted).
+
+    Each row moves with its own conditional ``UPDATE … WHERE status IN
+    ('pending', 'queued')``, so a concurrent verify either won before (the
+    code was used while the phone still counted) or finds the challenge
+    cancelled. ``challenge_closed`` (reason ``"cancelled"``) is sent for each;
+    inside a transaction, once it commits, so that a broken receiver cannot
+    undo the removal.
+
+    :returns: the challenges this call closed.
+    """
+    user_id = getattr(user, "pk", user)
+    mine = Q(phone=phone, user_id=user_id) if user_id is not None else Q(pk__in=[])
+    if getattr(device, "pk", None) is not None:
+        mine |= Q(device_id=device.pk)
+    open_statuses = (ChallengeStatus.PENDING, ChallengeStatus.QUEUED)
+    now = timezone.now()
+    closed = []
+    for challenge in Challenge.objects.filter(mine, status__in=open_statuses):
+        if Challenge.objects.filter(pk=challenge.pk, status__in=open_statuses).update(
+            status=ChallengeStatus.CANCELLED, closed_at=now
+        ):
+            challenge.status, challenge.closed_at = ChallengeStatus.CANCELLED, now
+            closed.append(challenge)
+            logger.info("sms2fa: challenge %s closed (its phone left the account)", challenge.pk)
+
+    def announce() -> None:
+        for challenge in closed:
+            _send_signal(signals.challenge_closed, challenge=challenge, reason="cancelled")
+
+    if _in_real_transaction():
+        transaction.on_commit(announce, robust=True)
+    else:
+        announce()
+    return closed
+
+
+@sensitive_variables()
 def send_queued(challenge_id: Any, *, queued_at: str, language: str | None = None) -> str:
     """Send the code of a queued challenge: the task worker's side of ``SEND_VIA_TASKS``.
 
@@ -465,7 +576,20 @@ def send_queued(challenge_id: Any, *, queued_at: str, language: str | None = Non
         return "skipped"  # another run claimed it, or it was cancelled meanwhile
     challenge.status, challenge.last_sent_at = ChallengeStatus.PENDING, now
     if not challenge.sends:
-        return "decoy"  # a decoy for an unknown number: armed, never sent
+        # A decoy for a number without an account: armed, its code never sent.
+        # With PASSWORDLESS_UNKNOWN_NUMBER = "notify" the number is told here,
+        # after the answer, as a known number gets its code: the request
+        # waits for no provider either way (login_flows.start_passwordless).
+        if (
+            challenge.purpose == Purpose.PASSWORDLESS
+            and challenge.user_id is None
+            and app_settings.PASSWORDLESS_UNKNOWN_NUMBER == "notify"
+        ):
+            from .adapter import get_adapter
+
+            with translation.override(language or translation.get_language()):
+                send_notice(phone=challenge.phone, text=get_adapter().unknown_number_text())
+        return "decoy"
     try:
         _deliver(challenge, chain, code, language)
     except DeliveryFailed:
@@ -476,6 +600,7 @@ def send_queued(challenge_id: Any, *, queued_at: str, language: str | None = Non
     return "sent"
 
 
+@sensitive_variables()
 def send_test_sms(
     *, phone: str, alias: str | None = None, username: str = "", language: str | None = None
 ) -> Message:
@@ -494,6 +619,7 @@ def send_test_sms(
     )
 
 
+@sensitive_variables()
 def send_notice(*, phone: str, text: str) -> Message | None:
     """Tell a phone's owner something (a number replaced, a phone added).
 
@@ -565,16 +691,76 @@ def _send_plain(
 
 
 def _destination(e164: str) -> tuple[str, str]:
+    """The region (for ``ALLOWED_REGIONS`` and the country cap) and the number
+    prefix (for the pumping breaker) of ``e164``."""
     return region_of(e164) or "ZZ", e164[: 1 + app_settings.PUMPING["PREFIX_DIGITS"]]
 
 
-def _lock_subject(phone: str, user_id: Any) -> str:
-    """Failures count per account, or per phone where there is no account."""
-    return f"user:{user_id}" if user_id is not None else f"phone:{phone}"
+#: Who can spend a send, and so whose per-phone budget it comes out of
+#: (``_sender``). Someone who knows only a number can spend the anonymous
+#: budget and nothing else: the owner's login SMS come out of a budget only
+#: the password opens.
+ANONYMOUS, PASSWORD, ACCOUNT = "anonymous", "password", "account"
 
 
-def _guard_send(e164: str, *, user: Any, client: ClientInfo, count: bool) -> None:
+def _sender(purpose: str | None, user: Any) -> str:
+    """``anonymous``: anyone who can type the number (passwordless, a
+    ``verify_phone`` without a session); ``password``: a login code after a
+    correct password; ``account``: a logged-in user's own phone enrolment."""
+    if purpose == Purpose.PASSWORDLESS or getattr(user, "pk", None) is None:
+        return ANONYMOUS
+    if purpose == Purpose.LOGIN:
+        return PASSWORD
+    return ACCOUNT
+
+
+def _to_confirmed_device(e164: str, device: PhoneDevice | None) -> bool:
+    return device is not None and device.confirmed and device.number == e164
+
+
+def _lock_subject(phone: str, user_id: Any, *, purpose: str) -> str:
+    """Whose failure count a wrong code for a ``purpose`` challenge adds to.
+
+    Per account (``user:<pk>``) only where a password or a session stands
+    behind the challenge: a ``login`` code (sent after the right password)
+    and the codes of a logged-in user (``verify_phone``, ``change_phone``
+    with a user). Everything else — passwordless codes, anonymous
+    ``verify_phone`` — counts per number (``phone:<e164>``), the same whether
+    or not the number has an account. So failures without a password never
+    lock the owner's password-then-code login, and the lock of a number
+    answers alike for every number.
+
+    ``purpose`` is keyword-only and required: which subject counts depends on it.
+    """
+    if user_id is not None and purpose != Purpose.PASSWORDLESS:
+        return f"user:{user_id}"
+    return f"phone:{phone}"
+
+
+def _guard_send(
+    e164: str,
+    *,
+    user: Any,
+    client: ClientInfo,
+    count: bool,
+    purpose: str | None = None,
+    device: PhoneDevice | None = None,
+) -> None:
     """Refuse a send before anything is written or any provider is called.
+
+    What is counted where:
+
+    * per phone, in three budgets of the same rates, by who can spend them
+      (:func:`_sender`): anonymous sends (passwordless, ``verify_phone``
+      without a session), login codes after a correct password, and a
+      logged-in user's own enrolment sends. Someone who knows only the number
+      can use up the first and never the owner's login SMS;
+    * per user: login and enrolment sends (anonymous ones are counted per
+      phone only, so a stranger cannot spend an account's budget either);
+    * per IP, per country and for the whole site: every send, the login SMS
+      included — those are what bound the cost of a site, whoever asks;
+    * the pumping breaker refuses every send to a suspended prefix except a
+      login code to a confirmed device (whose owner has proved the number).
 
     :param count: whether this send counts against the limits (a decoy for an
         unknown number counts too — limits must not tell numbers apart — but a
@@ -583,23 +769,29 @@ def _guard_send(e164: str, *, user: Any, client: ClientInfo, count: bool) -> Non
     """
     region, prefix = _destination(e164)
     user_id = getattr(user, "pk", None)
+    sender = _sender(purpose, user)
     try:
         allowed = app_settings.ALLOWED_REGIONS
         if allowed is not None and region not in allowed:
             raise NumberNotAllowed(limit="region")
         if number_type_of(e164) not in app_settings.ALLOWED_NUMBER_TYPES:
             raise NumberNotAllowed(limit="number_type")
-        _ensure_not_locked(_lock_subject(e164, user_id), phone=e164, user_id=user_id, record=False)
-        suspended = ratelimit.breaker_open_for(region, prefix)
-        if suspended:
-            raise DestinationSuspended(limit="pumping", retry_after=suspended)
+        lock_subject = _lock_subject(e164, user_id, purpose=purpose)
+        _ensure_not_locked(lock_subject, phone=e164, user_id=user_id, record=False)
+        # A confirmed phone's login code is never refused by the breaker:
+        # pumping is sends to numbers nobody proved, and refusing this one
+        # would let the breaker be aimed at real users of a prefix.
+        if not (sender == PASSWORD and _to_confirmed_device(e164, device)):
+            suspended = ratelimit.breaker_open_for(prefix)
+            if suspended:
+                raise DestinationSuspended(limit="pumping", retry_after=suspended)
         if not count:
             return
         taken: list[ratelimit.Hit] = []
         subjects = [
-            ("phone", e164),
+            ("phone", f"{sender}:{e164}"),
             ("ip", limit_key(client.ip)),
-            ("user", user_id),
+            ("user", user_id if sender != ANONYMOUS else None),
             ("country", region),
             ("global", "all"),
         ]
@@ -615,6 +807,44 @@ def _guard_send(e164: str, *, user: Any, client: ClientInfo, count: bool) -> Non
         raise
 
 
+def _as_decoy_if_undeliverable(challenge: Challenge) -> None:
+    """Turn a passwordless challenge whose SMS no provider took into a decoy.
+
+    Its caller was answered as for any number (``login_flows.start_passwordless``);
+    what comes next must not tell either: "challenge undeliverable" on verify,
+    resend or cancel would say the number has an account, where a decoy
+    counts wrong codes down to ``too_many_attempts``. So on its first verify,
+    resend or cancel it becomes a decoy in every field that decides an answer
+    — pending, never sent (a resend stays silent), armed with a hash no code
+    can match — and from then on takes the decoy's own paths. The audit keeps
+    what happened: its messages record the provider's refusal.
+    """
+    if not (
+        challenge.purpose == Purpose.PASSWORDLESS
+        and challenge.status == ChallengeStatus.UNDELIVERABLE
+    ):
+        return
+    fields: dict[str, Any] = {"status": ChallengeStatus.PENDING, "closed_at": None, "sends": 0}
+    if challenge.checked_by == CheckedBy.LOCAL:
+        # Not a code: submitted codes are digits, so nothing ever matches.
+        fields["code_hash"] = _hash_for(challenge, uuid.uuid4().hex)
+    converted = Challenge.objects.filter(
+        pk=challenge.pk, status=ChallengeStatus.UNDELIVERABLE
+    ).update(**fields)
+    if converted:
+        for name, value in fields.items():
+            setattr(challenge, name, value)
+        logger.info("sms2fa: undeliverable challenge %s answers as a decoy", challenge.pk)
+    else:  # converted (or closed) by a concurrent request: take its state
+        challenge.refresh_from_db(fields=["status", "closed_at", "sends", "code_hash"])
+
+
+def _give_back_attempt(challenge: Challenge) -> None:
+    """Return an attempt taken by a guess that was refused before its verdict."""
+    Challenge.objects.filter(pk=challenge.pk, attempts__gt=0).update(attempts=F("attempts") - 1)
+    challenge.attempts -= 1
+
+
 def _ensure_not_locked(subject: str, *, phone: str, user_id: Any, record: bool = True) -> None:
     state = ratelimit.lock_state(subject)
     if state.locked_for:
@@ -626,6 +856,10 @@ def _ensure_not_locked(subject: str, *, phone: str, user_id: Any, record: bool =
 
 def _record_refusal(err: Sms2faError, *, phone: str, user_id: Any, ip: str | None) -> None:
     retry_after = err.context.get("retry_after")
+    if retry_after is not None:
+        # The settings are bounded (conf.py), but the column is 32-bit: a
+        # refusal must be recorded whatever a limiter computed.
+        retry_after = min(max(int(retry_after), 0), MAX_RETRY_AFTER)
     Refusal.objects.create(
         created_at=timezone.now(),
         reason=err.code,
@@ -644,23 +878,49 @@ def _record_refusal(err: Sms2faError, *, phone: str, user_id: Any, ip: str | Non
     )
 
 
-def _count_for_pumping(e164: str) -> None:
-    region, prefix = _destination(e164)
-    for scope, value in ratelimit.count_send(region, prefix):
+def _proved_number(challenge: Challenge) -> bool:
+    """Whether the challenge's number has proved itself: it is a confirmed
+    device's (the one the challenge was sent for), or it has verified a code
+    before (remembered in the limits cache, see ``ratelimit.mark_known``).
+
+    Neither needs a query: the device comes with the challenge."""
+    return _to_confirmed_device(challenge.phone, challenge.device) or ratelimit.is_known(
+        challenge.phone
+    )
+
+
+def _count_for_pumping(challenge: Challenge) -> None:
+    """Count a send towards the breaker, unless it went to a proved number."""
+    if _proved_number(challenge):
+        # Refresh the mark: the numbers of confirmed devices become known
+        # through their logins, also those confirmed before the mark existed.
+        ratelimit.mark_known(challenge.phone)
+        return
+    _region, prefix = _destination(challenge.phone)
+    if ratelimit.count_send(prefix):
+        suspended_for = app_settings.PUMPING["SUSPEND_FOR"]
         logger.warning(
-            "sms2fa: SMS-pumping breaker tripped for %s %s: too few codes are verified; "
-            "sending there is suspended for %s s",
-            scope,
-            value,
-            app_settings.PUMPING["SUSPEND_FOR"],
+            "sms2fa: SMS-pumping breaker tripped for prefix %s: too few codes to never-"
+            "verified numbers are verified; sending there is suspended for %s s",
+            prefix,
+            suspended_for,
         )
         _send_signal(
             signals.pumping_suspected,
             sender=Message,
-            scope=scope,
-            value=value,
-            suspended_for=app_settings.PUMPING["SUSPEND_FOR"],
+            scope="prefix",
+            value=prefix,
+            suspended_for=suspended_for,
         )
+
+
+def _count_verified_for_pumping(challenge: Challenge) -> None:
+    """Count a verification towards the breaker — only if its send was counted
+    (the number had not proved itself) — and mark the number as proved."""
+    if not _proved_number(challenge):
+        _region, prefix = _destination(challenge.phone)
+        ratelimit.count_verified(prefix, created=challenge.created_at.timestamp())
+    ratelimit.mark_known(challenge.phone)
 
 
 def _valid_purpose(purpose: str) -> str:
@@ -823,6 +1083,7 @@ def _enqueue_send(challenge: Challenge, language: str | None) -> None:
     transaction.on_commit(enqueue_after_commit)
 
 
+@sensitive_variables()
 def _deliver(
     challenge: Challenge, chain: list[tuple[str, BaseProvider]], code: str, language: str | None
 ) -> None:
@@ -888,7 +1149,7 @@ def _deliver(
             _record_failure(challenge, alias, err, text_kept)
             continue
         _record_success(challenge, alias, result, text_kept)
-        _count_for_pumping(challenge.phone)
+        _count_for_pumping(challenge)
         return
     _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
     raise DeliveryFailed(challenge_id=str(challenge.pk)) from last_error
@@ -953,11 +1214,27 @@ def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str,
 
 def _record_success(challenge: Challenge, alias: str, result: SendResult, text: str) -> None:
     if result.returned_code:
-        # The provider made the code: keep only its keyed hash.
-        challenge.code_hash = _hash_for(challenge, result.returned_code)
-        Challenge.objects.filter(pk=challenge.pk, status=ChallengeStatus.PENDING).update(
-            code_hash=challenge.code_hash
-        )
+        # The provider made the code: keep only its keyed hash — and only
+        # where the challenge is still armed by this send (the hash it had
+        # before the send, and this send's time). An answer that arrives after
+        # a resend (or a failover) re-armed the challenge would otherwise
+        # bring the old code back and kill the new one.
+        armed = challenge.code_hash
+        returned = _hash_for(challenge, result.returned_code)
+        written = Challenge.objects.filter(
+            pk=challenge.pk,
+            status=ChallengeStatus.PENDING,
+            code_hash=armed,
+            last_sent_at=challenge.last_sent_at,
+        ).update(code_hash=returned)
+        if written:
+            challenge.code_hash = returned
+        else:
+            logger.info(
+                "sms2fa: the code returned for challenge %s came after it was re-armed or "
+                "closed; dropped",
+                challenge.pk,
+            )
     message = _sent_message(
         result, alias=alias, phone=challenge.phone, text=text, challenge=challenge
     )
@@ -1007,6 +1284,10 @@ def _failed_message(
 ) -> Message:
     """The audit row of an SMS a provider did not take (or may have taken)."""
     if isinstance(error, ProviderError):
+        # Scrubbed on the error itself too, so that message_failed receivers
+        # and whatever logs the error later see only the clean text.
+        error.provider_text = _audit_safe(error.provider_text, challenge)
+        error.provider_code = _audit_safe(error.provider_code, challenge)[:64]
         code, detail = error.provider_code or error.code, error.provider_text
         status = UNKNOWN if error.may_have_sent else FAILED
     else:
@@ -1023,6 +1304,36 @@ def _failed_message(
         text_masked=text,
         created_at=timezone.now(),
     )
+
+
+def _audit_safe(text: str, challenge: Challenge | None) -> str:
+    """A provider's text as the audit may keep it: no code, no credential.
+
+    Every provider's error text passes here, whatever its module already
+    blanked: a provider that echoes our request (the SMS text, a key in the
+    body) must not put a live code where a staff member who may only view
+    messages can read it and finish a passwordless login. Digit runs as long
+    as our codes are masked in any spelling; shorter ones (a provider's own
+    4-digit code) when they are this challenge's live code.
+    """
+    from .providers.http import secret_registry
+    from .providers.redaction import scrub_provider_text
+
+    is_live = None
+    if challenge is not None and challenge.code_hash:
+        stored = challenge.code_hash
+
+        def is_live(candidate: str) -> bool:
+            return code_matches(
+                candidate,
+                stored,
+                challenge_id=challenge.pk,
+                purpose=challenge.purpose,
+                phone=challenge.phone,
+                user_id=challenge.user_id,
+            )
+
+    return scrub_provider_text(text, redact=secret_registry.redact, is_live=is_live)[:500]
 
 
 def _load(

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core import signing
 from django.utils import timezone  # noqa: F401  (used by redeem_phone_token)
+from django.views.decorators.debug import sensitive_variables
 
 from . import flows
 from .adapter import get_adapter
@@ -33,6 +34,7 @@ def start_second_factor(user: Any, *, client: ClientInfo | None = None) -> Chall
     )
 
 
+@sensitive_variables()
 def finish_second_factor(challenge_id: Any, code: Any, *, user: Any) -> PhoneDevice:
     """Check the login code; returns the device that proved it (for ``django_otp.login``)."""
     challenge = flows.verify_challenge(challenge_id, code, user=user, purpose=Purpose.LOGIN)
@@ -55,8 +57,13 @@ def start_passwordless(
     e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
     adapter = get_adapter()
     user = adapter.get_user_by_phone(e164)
+    # Every number runs the same device look-up, with an account or not: the
+    # statements of a request, and so its time, must not tell them apart. A
+    # number is confirmed on one account only, so this reads one row at most.
+    found = list(PhoneDevice.objects.filter(number=e164, confirmed=True)[:2])
+    mine = [d for d in found if user is not None and d.user_id == user.pk]
+    device = mine[0] if len(found) == 1 and mine else None
     if user is not None:
-        device = PhoneDevice.objects.filter(user=user, number=e164, confirmed=True).first()
         try:
             return flows.request_challenge(
                 phone=e164,
@@ -75,11 +82,15 @@ def start_passwordless(
     challenge = flows.request_challenge(
         phone=e164, purpose=Purpose.PASSWORDLESS, client=client, deliver=False
     )
-    if app_settings.PASSWORDLESS_UNKNOWN_NUMBER == "notify":
+    if app_settings.PASSWORDLESS_UNKNOWN_NUMBER == "notify" and not app_settings.SEND_VIA_TASKS:
+        # With SEND_VIA_TASKS the worker sends the notice when it takes the
+        # decoy (flows.send_queued): sent here, the provider's latency would
+        # be in the answers for numbers without an account only.
         flows.send_notice(phone=e164, text=adapter.unknown_number_text())
     return challenge
 
 
+@sensitive_variables()
 def finish_passwordless(challenge_id: Any, code: Any) -> tuple[Any, PhoneDevice | None]:
     """Check a passwordless code; returns the user to log in and the phone
     that proved it (for ``django_otp.login``).
@@ -91,11 +102,24 @@ def finish_passwordless(challenge_id: Any, code: Any) -> tuple[Any, PhoneDevice 
     if user is None or not user.is_active:
         raise ChallengeNotFound()
     device = challenge.device
-    if device is None or not device.confirmed:
-        device = PhoneDevice.objects.filter(
-            user=user, number=challenge.phone, confirmed=True
-        ).first()
+    if (
+        device is None
+        or not device.confirmed
+        or device.user_id != user.pk
+        or device.number != challenge.phone
+    ):
+        device = _confirmed_device(challenge.phone, user)
     return user, device
+
+
+def _confirmed_device(e164: str, user: Any) -> PhoneDevice | None:
+    """``user``'s confirmed device for the number, or ``None``.
+
+    One row at most: (user, number) is unique, and a number is confirmed on
+    one account only. Nothing is ever picked by row order.
+    """
+    devices = list(PhoneDevice.objects.filter(user=user, number=e164, confirmed=True)[:2])
+    return devices[0] if len(devices) == 1 else None
 
 
 def issue_phone_token(challenge: Challenge) -> str:
@@ -109,7 +133,7 @@ def redeem_phone_token(token: str, *, max_age: int | None = None) -> str:
     Registration code calls this when it creates the account::
 
         phone = redeem_phone_token(form.cleaned_data["phone_token"])
-        PhoneDevice.objects.create(user=user, number=phone, confirmed=True)
+        device_flows.bind_verified_phone(user, phone)  # one account per number
 
     :raises InvalidPhoneToken: forged, expired (``PHONE_TOKEN_MAX_AGE``), or used.
     """

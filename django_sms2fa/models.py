@@ -293,7 +293,16 @@ class PhoneDevice(TimestampMixin, Device):
         verbose_name = _("phone device")
         verbose_name_plural = _("phone devices")
         constraints = [
-            models.UniqueConstraint(fields=["user", "number"], name="sms2fa_device_user_number")
+            models.UniqueConstraint(fields=["user", "number"], name="sms2fa_device_user_number"),
+            # A number is confirmed on at most one account: passwordless login
+            # and account recovery by phone must find exactly one owner, never
+            # pick one by row order. Confirming it on another account unbinds
+            # it from the old one first (device_flows.confirm_phone).
+            models.UniqueConstraint(
+                fields=["number"],
+                condition=models.Q(confirmed=True),
+                name="sms2fa_device_confirmed_number",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -304,19 +313,40 @@ class PhoneDevice(TimestampMixin, Device):
         return mask_phone(self.number)
 
     def generate_challenge(self) -> str:
-        """Send a login code to this phone; return the text django-otp shows."""
-        from . import flows  # the device is an edge over the flows
+        """Send a login code to this phone; return the text django-otp shows.
 
+        Nothing is sent while the current request's session logged in with a
+        phone's code alone: :meth:`verify_token` would refuse the code anyway,
+        and an SMS nobody can use only costs money and the phone's send budget.
+        """
+        from . import flows  # the device is an edge over the flows
+        from .session_keys import one_factor_request
+
+        if one_factor_request.get():
+            return str(
+                _(
+                    "This session signed in with a phone's code alone. Sign in with "
+                    "your password to use a second factor."
+                )
+            )
         challenge = flows.request_challenge(
             phone=self.number, purpose=Purpose.LOGIN, user=self.user, device=self
         )
         return str(_("A code was sent by SMS to %(phone)s.") % {"phone": challenge.masked_phone})
 
     def verify_token(self, token: Any) -> bool:
-        """Check ``token`` against this device's newest pending login challenge."""
+        """Check ``token`` against this device's newest pending login challenge.
+
+        Always ``False`` while the current request's session logged in with a
+        phone's code alone: that factor cannot count a second time, through
+        django-otp's forms, ``OTPAdminSite`` or ``django_otp.verify_token``.
+        """
         from . import flows
         from .exceptions import Sms2faError
+        from .session_keys import one_factor_request
 
+        if one_factor_request.get():
+            return False
         challenge_id = (
             Challenge.objects.filter(
                 device=self, purpose=Purpose.LOGIN, status=ChallengeStatus.PENDING
@@ -332,3 +362,60 @@ class PhoneDevice(TimestampMixin, Device):
         except Sms2faError:
             return False
         return True
+
+
+class AuditAction(models.TextChoices):
+    VIEWED_FULL_PHONE = "viewed_full_phone", _("Full phone number shown")
+    DELETED_IN_ADMIN = "deleted_in_admin", _("Deleted in the admin")
+    PURGED = "purged", _("Purged")
+
+
+class AuditRecord(models.Model):
+    """What staff did with the audit itself: who was shown a full phone
+    number, and every deletion of audit rows (in the admin or by the purge).
+
+    Never changed or deleted by the app, the admin or ``sms2fa_purge``.
+    """
+
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+    action = models.CharField(_("action"), max_length=20, choices=AuditAction.choices)
+    # Who did it; ``actor_repr`` keeps the name when the account is deleted
+    # (and names the command or task when no account did it).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff member"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_repr = models.CharField(_("done by"), max_length=150, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    # What it was done to: "django_sms2fa.challenge" and the row's id (empty
+    # for a bulk deletion or a purge, which ``count`` sums up).
+    object_type = models.CharField(_("object type"), max_length=100, blank=True)
+    object_id = models.CharField(_("object id"), max_length=64, blank=True)
+    # The number shown (E.164); the admin shows it masked.
+    phone = models.CharField(_("phone (E.164)"), max_length=16, blank=True)
+    count = models.PositiveIntegerField(_("rows deleted"), null=True, blank=True)
+    cutoff = models.DateTimeField(_("cutoff"), null=True, blank=True)
+    # Rows deleted per kind, or the ids of a bulk deletion: never a number or a code.
+    detail = models.CharField(_("detail"), max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = _("audit record")
+        verbose_name_plural = _("audit records")
+        indexes = [
+            # The admin's search: who was shown this number, what became of that row.
+            models.Index(fields=["phone", "created_at"], name="sms2fa_audit_phone_time"),
+            models.Index(fields=["object_id"], name="sms2fa_audit_object"),
+        ]
+        permissions = [
+            (
+                "view_full_phone",
+                _("Can see full phone numbers in the admin (each showing is recorded)"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_repr or '-'} at {self.created_at:%Y-%m-%d %H:%M:%S}"

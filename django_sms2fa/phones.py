@@ -23,7 +23,9 @@ def normalize_phone(raw: object, region: str | None = None) -> str:
     code. Full-width digits are understood (``phonenumbers`` maps them); control
     characters such as NUL, and anything that is not a valid number for its
     region, are refused; so are control and format characters (NUL, C1 controls,
-    zero-width and bidi marks) anywhere in the input.
+    zero-width and bidi marks) anywhere in the input, and letters, which
+    ``phonenumbers`` would dial as keypad digits (only an extension marker such
+    as ``ext.`` after the number may hold letters; the extension is dropped).
     """
     if not isinstance(raw, str) or len(raw) > MAX_INPUT_LENGTH:
         raise InvalidPhone()
@@ -37,12 +39,44 @@ def normalize_phone(raw: object, region: str | None = None) -> str:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as err:
         raise InvalidPhone() from err
+    if _has_letters(text, number.extension):
+        raise InvalidPhone()
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone()
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if len(e164) > 16:  # E.164: at most 15 digits after "+"
         raise InvalidPhone()
     return e164
+
+
+def _has_letters(text: str, extension: str | None) -> bool:
+    """Whether ``text`` has a letter outside a trailing extension marker.
+
+    ``phonenumbers`` dials letters as keypad digits (``+46 70 ABC 45 67`` becomes
+    +46702224567, someone else's phone) and skips letters around the digits, so
+    a letter typed for a digit would send the SMS to another number. The one
+    place a letter is allowed is the marker of an extension ``phonenumbers``
+    found (``ext.``, ``x``, ``;ext=``, ``доб``): it sits between the number and
+    the extension's digits at the end, and the extension is not part of E.164.
+    A leading ``tel:`` (an RFC 3966 link, copied from a page) is allowed too.
+    """
+    if text[:4].lower() == "tel:":
+        text = text[4:]
+    if extension:
+        # Strip what follows the number: trailing punctuation ("#"), then the
+        # extension's digits (in whatever script they were typed), then the
+        # marker, i.e. everything back to the number's last digit.
+        end = len(text)
+        while end and not text[end - 1].isdecimal():
+            end -= 1
+        digits = 0
+        while end and text[end - 1].isdecimal() and digits < len(extension):
+            end -= 1
+            digits += 1
+        while end and not text[end - 1].isdecimal():
+            end -= 1
+        text = text[:end]
+    return any(unicodedata.category(ch).startswith("L") for ch in text)
 
 
 def region_of(e164: str) -> str | None:

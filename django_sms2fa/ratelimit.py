@@ -17,16 +17,27 @@ period — the usual trade-off of atomic counters, stated here rather than hidde
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import time
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache import caches
 
-from .conf import app_settings
-from .exceptions import RateLimited, Sms2faConfigurationError, VerificationLocked
+from .conf import MAX_RATE_PERIOD, app_settings
+from .exceptions import (
+    LimitsUnavailable,
+    RateLimited,
+    Sms2faConfigurationError,
+    VerificationLocked,
+)
+
+logger = logging.getLogger("django_sms2fa")
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -49,11 +60,58 @@ def parse_rate(text: str) -> Rate:
     count, amount, unit = int(match[1]), int(match[2] or 1), match[3]
     if count < 1 or amount < 1:
         raise ValueError(f"not a rate: {text!r}")
+    if amount * _UNITS[unit] > MAX_RATE_PERIOD:
+        # Longer periods would give retry_after values (and cache TTLs) that
+        # overflow 32-bit columns; nobody means a limit over more than a year.
+        raise ValueError(f"{text!r} has a period longer than 366 days")
     return Rate(count, amount * _UNITS[unit])
 
 
-def _cache():
-    return caches[app_settings.CACHE]
+def _cache() -> _GuardedCache:
+    return _GuardedCache(app_settings.CACHE)
+
+
+class _GuardedCache:
+    """The limits cache, whose outages become one domain error.
+
+    Every limit, the lockout and the breaker go through here, so this is the
+    one place where a cache that cannot be reached (Redis down, a timeout) is
+    handled: the call raises :class:`~django_sms2fa.exceptions.LimitsUnavailable`
+    — the edges answer 503 ``service_unavailable`` — after one log line naming
+    the cache and the error's class (never its text, which may carry a URL
+    with a password). Nothing is skipped: a send that cannot be counted is not
+    sent and a guess that cannot be counted is not judged.
+
+    ``ValueError`` and ``TypeError`` pass through unchanged: the first is how
+    a backend says ``incr`` found no key (the counters rely on it), the second
+    is a bug, not an outage.
+    """
+
+    __slots__ = ("_alias", "_backend")
+
+    def __init__(self, alias: str) -> None:
+        self._alias = alias
+        self._backend = caches[alias]
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._backend, name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except (ValueError, TypeError):
+                raise
+            except Exception as err:
+                logger.error(
+                    "sms2fa: the limits cache %r is unavailable (%s in %s); "
+                    "refusing the request with 503",
+                    self._alias,
+                    type(err).__name__,
+                    name,
+                )
+                raise LimitsUnavailable(cache=self._alias) from err
+
+        return guarded
 
 
 def _key(*parts: object) -> str:
@@ -150,7 +208,7 @@ def lock_delay(failures: int) -> int:
     """Seconds of lockout after ``failures`` consecutive wrong codes.
 
     Nothing below ``LOCKOUT_THRESHOLD``; from there ``min(2^(n-1), 3600)``
-    (shared/security.md item 8).
+    (docs/security.md item 8).
     """
     if failures < app_settings.LOCKOUT_THRESHOLD:
         return 0
@@ -158,61 +216,138 @@ def lock_delay(failures: int) -> int:
 
 
 def lock_state(subject: str, *, now: float | None = None) -> LockState:
+    """The failure count of ``subject`` and how long it is still locked.
+
+    The count includes guesses being judged right now (their places are
+    taken before the verdict, :func:`reserve_guess`). The lock runs from the
+    last wrong code recorded; places only taken lock nothing yet (the gate of
+    :func:`reserve_guess` holds them to one at a time from the threshold on).
+    Were the time evicted alone, the next wrong code records it again: one
+    guess, not a way around the lock.
+    """
     cache = _cache()
     now = time.time() if now is None else now
     failures = cache.get(_key("fail-n", subject)) or 0
     if failures < app_settings.LOCKOUT_THRESHOLD:
         return LockState(failures, 0)
-    last = cache.get(_key("fail-t", subject)) or now
+    last = cache.get(_key("fail-t", subject))
+    if last is None:
+        return LockState(failures, 0)
     remaining = math.ceil(last + lock_delay(failures) - now)
     return LockState(failures, max(remaining, 0))
 
 
 def record_failure(subject: str, *, now: float | None = None) -> int:
-    """Count one wrong code for ``subject``; returns the new count."""
+    """Count one wrong code for ``subject`` outside a guess (tests, tools);
+    returns the new count. Guesses go through :func:`reserve_guess`."""
     cache = _cache()
     now = time.time() if now is None else now
     ttl = app_settings.LOCKOUT_MEMORY
-    key = _key("fail-n", subject)
-    cache.add(key, 0, timeout=ttl)
-    try:
-        failures = cache.incr(key)
-    except ValueError:
-        cache.add(key, 1, timeout=ttl)
-        failures = 1
-    cache.touch(key, timeout=ttl)
+    failures = _count_up(_key("fail-n", subject), ttl)
     cache.set(_key("fail-t", subject), now, timeout=ttl)
     return failures
 
 
-def enter_gate(subject: str) -> bool:
-    """Admit one guess at a time once the next failure would lock.
+@dataclass(frozen=True)
+class Guess:
+    """A place in a subject's failure count, taken before a guess is judged."""
 
-    The lock is set when a wrong guess is *recorded*, after it was judged; a
-    burst of guesses arriving together could all pass the lock check first.
-    So from ``LOCKOUT_THRESHOLD - 1`` failures on, a guess must also take this
-    gate (an atomic ``add``): the others are refused as locked, and only one is
-    judged per lock period.
+    subject: str
+    number: int  # the failure this guess is if it turns out wrong (1-based)
+    gated: bool  # holds the one-at-a-time gate (from the threshold on)
 
-    :returns: whether the gate was taken (pass to :func:`leave_gate`).
-    :raises VerificationLocked: another guess holds the gate.
+
+def reserve_guess(subject: str, *, now: float | None = None) -> Guess:
+    """Take this guess's place in the failure count *before* it is judged.
+
+    A count taken after the verdict lets a burst through: guesses that
+    arrive together over several open challenges all pass the lock check
+    before any of them is recorded. So each guess first increments the count
+    (one atomic ``INCR``) and is judged only with the place it got:
+
+    * below ``LOCKOUT_THRESHOLD`` it goes on — at most ``THRESHOLD - 1``
+      guesses hold such places at once;
+    * from the threshold on, a wrong guess locks, so it must also take a gate
+      (an atomic ``add``) and find no lock left from the failures before it:
+      one guess at a time, once per lock period.
+
+    Each place is then settled: :func:`settle_wrong` (it stays, as the
+    failure), :func:`settle_right` (the count is cleared) or
+    :func:`release_guess` (not judged: the place is given back).
+
+    :raises VerificationLocked: the count is at the threshold (another guess
+        holds the gate, or the lock of the earlier failures still runs).
     """
     cache = _cache()
-    failures = cache.get(_key("fail-n", subject)) or 0
-    if failures < app_settings.LOCKOUT_THRESHOLD - 1:
-        return False
+    now = time.time() if now is None else now
+    threshold = app_settings.LOCKOUT_THRESHOLD
+    key = _key("fail-n", subject)
+    number = _count_up(key, app_settings.LOCKOUT_MEMORY)
+    if number < threshold:
+        return Guess(subject, number, gated=False)
     if not cache.add(_key("gate", subject), 1, timeout=60):
+        _count_down(key)
         raise VerificationLocked(limit="lockout", retry_after=1)
-    # Re-check under the gate: the guess that held it before may have just
-    # recorded the failure that locks.
-    state = lock_state(subject)
-    if state.locked_for:
-        leave_gate(subject)
-        raise VerificationLocked(limit="lockout", retry_after=state.locked_for)
-    return True
+    guess = Guess(subject, number, gated=True)
+    earlier = number - 1
+    last = cache.get(_key("fail-t", subject))
+    if earlier >= threshold and last is not None:
+        remaining = math.ceil(last + lock_delay(earlier) - now)
+        if remaining > 0:
+            release_guess(guess)
+            raise VerificationLocked(limit="lockout", retry_after=remaining)
+    return guess
 
 
-def leave_gate(subject: str) -> None:
+def settle_wrong(guess: Guess, *, now: float | None = None) -> int:
+    """The guess was wrong: its place stays as a failure, and the lock (if its
+    number reached the threshold) runs from now. Returns its number."""
+    cache = _cache()
+    now = time.time() if now is None else now
+    ttl = app_settings.LOCKOUT_MEMORY
+    cache.touch(_key("fail-n", guess.subject), timeout=ttl)
+    cache.set(_key("fail-t", guess.subject), now, timeout=ttl)
+    if guess.gated:
+        _leave_gate(guess.subject)
+    return guess.number
+
+
+def settle_right(guess: Guess) -> None:
+    """The guess was right: the count is cleared (:func:`reset_failures`)."""
+    reset_failures(guess.subject)
+    if guess.gated:
+        _leave_gate(guess.subject)
+
+
+def release_guess(guess: Guess) -> None:
+    """The guess was not judged (refused, lost a race, provider error): give
+    its place back."""
+    _count_down(_key("fail-n", guess.subject))
+    if guess.gated:
+        _leave_gate(guess.subject)
+
+
+def _count_up(key: str, ttl: int) -> int:
+    cache = _cache()
+    cache.add(key, 0, timeout=ttl)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired or evicted between add and incr
+        if cache.add(key, 1, timeout=ttl):
+            return 1
+        count = cache.incr(key)
+    cache.touch(key, timeout=ttl)
+    return count
+
+
+def _count_down(key: str) -> None:
+    try:
+        _cache().decr(key)
+    except ValueError:  # cleared meanwhile (a right code, an unlock)
+        pass
+
+
+def _leave_gate(subject: str) -> None:
     _cache().delete(_key("gate", subject))
 
 
@@ -222,57 +357,187 @@ def reset_failures(subject: str) -> None:
 
 
 # ------------------------------------------------------------ pumping breaker
+#
+# Aimed at pumping, not at countries: counted per number prefix (a pumped
+# range is a block of numbers one carrier hands out), over sends to numbers
+# that have never verified. A number that has verified a code once is marked
+# here; its sends and verifications stay out of the ratio, so a prefix full of
+# real users cannot be tripped, nor held open, by their logins.
 
 
-def breaker_open_for(region: str, prefix: str) -> int:
-    """Seconds left while sending to this region or prefix is suspended."""
-    cache = _cache()
-    now = time.time()
-    left = 0
-    for scope, value in (("region", region), ("prefix", prefix)):
-        until = cache.get(_key("pump-open", scope, value))
-        if until:
-            left = max(left, math.ceil(until - now))
-    return left
+def breaker_open_for(prefix: str, *, now: float | None = None) -> int:
+    """Seconds left while sending to this number prefix is suspended."""
+    now = time.time() if now is None else now
+    until = _cache().get(_key("pump-open", "prefix", prefix))
+    return max(math.ceil(until - now), 0) if until else 0
 
 
 def _bucket(now: float) -> int:
     return int(now // app_settings.PUMPING["WINDOW"])
 
 
-def count_send(region: str, prefix: str, *, now: float | None = None) -> list[tuple[str, str]]:
-    """Count a send towards the pumping ratios; returns the scopes that just tripped."""
+def mark_known(phone: str) -> None:
+    """Remember that ``phone`` has proved itself (a code verified, a confirmed device)."""
+    _cache().set(_key("pump-known", phone), 1, timeout=app_settings.LOCKOUT_MEMORY)
+
+
+def is_known(phone: str) -> bool:
+    """Whether ``phone`` has verified a code (within ``LOCKOUT_MEMORY``)."""
+    return bool(_cache().get(_key("pump-known", phone)))
+
+
+def count_send(prefix: str, *, now: float | None = None) -> bool:
+    """Count a send to a never-verified number; ``True`` if the prefix just tripped."""
     cache = _cache()
     now = time.time() if now is None else now
     config = app_settings.PUMPING
-    tripped = []
-    for scope, value in (("region", region), ("prefix", prefix)):
-        bucket = _bucket(now)
-        sent_key = _key("pump-sent", scope, value, bucket)
-        ok_key = _key("pump-ok", scope, value, bucket)
-        cache.add(sent_key, 0, timeout=config["WINDOW"] * 2)
-        try:
-            sent = cache.incr(sent_key)
-        except ValueError:
-            continue
-        if sent < config["MIN_SENDS"]:
-            continue
-        verified = cache.get(ok_key) or 0
-        if verified / sent < config["MIN_VERIFIED_RATIO"]:
-            until = now + config["SUSPEND_FOR"]
-            if cache.add(_key("pump-open", scope, value), until, timeout=config["SUSPEND_FOR"]):
-                tripped.append((scope, value))
-    return tripped
+    bucket = _bucket(now)
+    sent_key = _key("pump-sent", "prefix", prefix, bucket)
+    ok_key = _key("pump-ok", "prefix", prefix, bucket)
+    cache.add(sent_key, 0, timeout=config["WINDOW"] * 2)
+    try:
+        sent = cache.incr(sent_key)
+    except ValueError:
+        return False
+    if sent < config["MIN_SENDS"]:
+        return False
+    verified = cache.get(ok_key) or 0
+    if verified / sent >= config["MIN_VERIFIED_RATIO"]:
+        return False
+    until = now + config["SUSPEND_FOR"]
+    return bool(
+        cache.add(_key("pump-open", "prefix", prefix), until, timeout=config["SUSPEND_FOR"])
+    )
 
 
-def count_verified(region: str, prefix: str, *, created: float) -> None:
+def count_verified(prefix: str, *, created: float) -> None:
     """Count a verification in the window its challenge was sent in."""
     cache = _cache()
     config = app_settings.PUMPING
-    for scope, value in (("region", region), ("prefix", prefix)):
-        key = _key("pump-ok", scope, value, _bucket(created))
-        cache.add(key, 0, timeout=config["WINDOW"] * 2)
+    key = _key("pump-ok", "prefix", prefix, _bucket(created))
+    cache.add(key, 0, timeout=config["WINDOW"] * 2)
+    try:
+        cache.incr(key)
+    except ValueError:
+        pass
+
+
+# ------------------------------------------------------------ password guessing
+#
+# Wrong passwords at the app's login, per username (known or not: an unknown
+# one is counted and answered exactly like a known one) and per client IP.
+# Every guess is counted *before* its password is checked, with one atomic
+# incr, so concurrent guesses cannot all slip in under the threshold; a right
+# password gives its count back. From the threshold on, a guess is judged only
+# if it can set the lock that follows it (an atomic add): one guess per lock
+# period, whatever the concurrency. The delay is the code lockout's shape:
+# 512 s at the threshold, doubling to an hour.
+
+
+@dataclass
+class PasswordGuess:
+    """One password guess, counted; set ``right`` once the password is checked."""
+
+    counted: list[tuple[str, str]]  # (count key, scope) this guess incremented
+    locks: list[str]  # lock keys this guess set (it was judged past a threshold)
+    username_key: str
+    right: bool = False
+
+
+def password_delay(failures: int, threshold: int) -> int:
+    """Seconds of lock after ``failures`` wrong passwords: 0 below ``threshold``,
+    then 512 s, doubling, at most 3600 s."""
+    if failures < threshold:
+        return 0
+    return min(2 ** min(failures - threshold + 9, 12), 3600)
+
+
+def _username_subject(username: str) -> str:
+    # The spellings Django itself treats as one username (NFKC), in any case:
+    # "Alice" and "alice" share a count, so case cannot multiply the guesses.
+    return unicodedata.normalize("NFKC", str(username)).casefold()
+
+
+@contextmanager
+def password_guess(
+    username: str, ip_key: str | None, *, now: float | None = None
+) -> Iterator[PasswordGuess]:
+    """Count a password guess for ``username`` from ``ip_key`` around its check::
+
+        with ratelimit.password_guess(username, limit_key(ip)) as guess:
+            user = authenticate(request, username=username, password=password)
+            guess.right = user is not None
+
+    :raises RateLimited: (``limit`` ``"password"`` or ``"password_ip"``) the
+        username or the IP is locked; nothing is checked and nothing counted.
+        Raised alike for known and unknown usernames, right or wrong passwords.
+    """
+    guess = _take_password_guess(username, ip_key, now=now)
+    try:
+        yield guess
+    except BaseException:
+        _give_back_password_guess(guess)  # not judged (a backend error)
+        raise
+    if guess.right:
+        _give_back_password_guess(guess)
+        _cache().delete(guess.username_key)  # a success clears the username's count
+    else:
+        logger.info("sms2fa: wrong password (%s)", ", ".join(scope for _k, scope in guess.counted))
+
+
+def _take_password_guess(username: str, ip_key: str | None, *, now: float | None) -> PasswordGuess:
+    cache = _cache()
+    now = time.time() if now is None else now
+    config = app_settings.PASSWORD_LOCKOUT
+    subjects = [("password", _username_subject(username), config["USERNAME_THRESHOLD"])]
+    if ip_key is not None:
+        subjects.append(("password_ip", ip_key, config["IP_THRESHOLD"]))
+    for scope, subject, _threshold in subjects:
+        until = cache.get(_key("pw-lock", scope, subject))
+        if until and until > now:
+            raise RateLimited(limit=scope, retry_after=max(math.ceil(until - now), 1))
+    guess = PasswordGuess(counted=[], locks=[], username_key=_key("pw-n", *subjects[0][:2]))
+    for scope, subject, threshold in subjects:
+        count_key = _key("pw-n", scope, subject)
+        failures = _password_count_up(count_key, config["MEMORY"])
+        guess.counted.append((count_key, scope))
+        delay = password_delay(failures, threshold)
+        if not delay:
+            continue
+        lock_key = _key("pw-lock", scope, subject)
+        if cache.add(lock_key, now + delay, timeout=delay):
+            guess.locks.append(lock_key)
+            if failures == threshold:
+                logger.warning("sms2fa: %s locked after %d wrong passwords", scope, failures)
+            continue
+        # Another guess set the lock a moment ago: this one is not judged.
+        until = cache.get(lock_key) or now + 1
+        _give_back_password_guess(guess)
+        raise RateLimited(limit=scope, retry_after=max(math.ceil(until - now), 1))
+    return guess
+
+
+def _give_back_password_guess(guess: PasswordGuess) -> None:
+    cache = _cache()
+    for count_key, _scope in guess.counted:
         try:
-            cache.incr(key)
+            cache.decr(count_key)
         except ValueError:
             pass
+    if guess.locks:
+        cache.delete_many(guess.locks)
+    guess.counted, guess.locks = [], []
+
+
+def _password_count_up(key: str, ttl: int) -> int:
+    """One atomic increment; the count is kept ``ttl`` s after the last one."""
+    cache = _cache()
+    cache.add(key, 0, timeout=ttl)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        if cache.add(key, 1, timeout=ttl):
+            return 1
+        count = cache.incr(key)
+    cache.touch(key, timeout=ttl)
+    return count

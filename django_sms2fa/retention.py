@@ -11,22 +11,29 @@ What goes, for rows created before the cutoff:
    cutoff; it goes with its challenge, never the other way round);
 2. messages without a challenge (test SMS), by their own age;
 3. refusals and device events.
+
+Every purge that deletes (not a dry run) leaves an :class:`AuditRecord` of
+its own: who ran it, the cutoff and how many rows of each kind went, even
+when it is interrupted. Audit records themselves are never purged.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, models, router, transaction
+from django.db import DatabaseError, connections, models, router, transaction
 from django.db.models import signals
 from django.utils import timezone
 
 from .conf import app_settings
-from .models import Challenge, DeviceEvent, Message, Refusal
+from .models import AuditAction, AuditRecord, Challenge, DeviceEvent, Message, Refusal
+
+logger = logging.getLogger("django_sms2fa")
 
 DEFAULT_BATCH_SIZE = 1000
 MAX_BATCH_SIZE = 50_000
@@ -89,6 +96,7 @@ def purge(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
     device_events: bool = False,
+    actor_repr: str = "django_sms2fa.retention.purge",
 ) -> PurgeResult:
     """Delete challenges, messages and refusals created before ``cutoff``.
 
@@ -97,11 +105,89 @@ def purge(
         are the record of every phone ever bound to an account, with when and
         from where (NIST SP 800-63B-4 §4.1), and stay small.
     :param progress: called with the running :class:`PurgeResult` after each batch.
+    :param actor_repr: who runs it, for the :class:`AuditRecord` the purge leaves.
     :returns: the counts deleted and the elapsed time.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be from 1 to {MAX_BATCH_SIZE}.")
     result = PurgeResult(cutoff=cutoff)
+    try:
+        _purge(result, batch_size=batch_size, progress=progress, device_events=device_events)
+    except BaseException:
+        # Interrupted or failed: the finished batches are committed, so they
+        # are recorded all the same, unless the database itself is what failed.
+        try:
+            _record_purge(result, actor_repr)
+        except DatabaseError:
+            logger.exception("sms2fa: the purge could not record what it deleted")
+        raise
+    _record_purge(result, actor_repr)
+    return result
+
+
+def _record_purge(result: PurgeResult, actor_repr: str) -> None:
+    record_deletion(
+        AuditAction.PURGED,
+        cutoff=result.cutoff,
+        per_kind=result.counts,
+        actor_repr=actor_repr,
+    )
+
+
+def record_deletion(
+    action: str,
+    *,
+    cutoff: datetime,
+    per_model: dict[str, int] | None = None,
+    per_kind: dict[str, int] | None = None,
+    actor: Any = None,
+    actor_repr: str = "",
+    client_ip: str | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    ids: list[str] | None = None,
+) -> AuditRecord:
+    """Write down one deletion of audit rows: who, when, how many, which cutoff.
+
+    :param per_model: rows per model label, as ``QuerySet.delete()`` returns them.
+    :param per_kind: rows per :data:`KINDS` name, as :func:`purge` counts them.
+    :param ids: the ids of the rows a bulk deletion selected (kept as far as they fit).
+    """
+    counts = {label.rsplit(".", 1)[-1].lower(): n for label, n in (per_model or {}).items()}
+    counts.update(per_kind or {})
+    detail = ", ".join(f"{kind}: {n}" for kind, n in counts.items())
+    if ids:
+        shown = ""
+        for pk in ids:
+            if len(detail) + len(shown) + len(pk) + 10 > 500:
+                shown += " …"
+                break
+            shown += (", " if shown else "") + pk
+        detail = f"{detail}; ids: {shown}"
+    if actor is not None and not actor_repr:
+        actor_repr = actor.get_username()
+    return AuditRecord.objects.create(
+        created_at=timezone.now(),
+        action=action,
+        actor=actor,
+        actor_repr=actor_repr[:150],
+        client_ip=client_ip,
+        object_type=object_type,
+        object_id=object_id,
+        count=sum(counts.values()),
+        cutoff=cutoff,
+        detail=detail[:500],
+    )
+
+
+def _purge(
+    result: PurgeResult,
+    *,
+    batch_size: int,
+    progress: Progress | None,
+    device_events: bool,
+) -> None:
+    cutoff = result.cutoff
     started = time.monotonic()
 
     def step(counts: dict[str, int]) -> None:
@@ -124,7 +210,6 @@ def purge(
         for n in _batches_by_age(model, cutoff, batch_size, **extra):
             step({kind: n})
     result.elapsed = time.monotonic() - started
-    return result
 
 
 def _fit(batch_size: int, using: str) -> int:

@@ -4,8 +4,10 @@ Shared by the REST edge (``api/``) and the HTML pages (``views.py``) so that
 both follow the same rules:
 
 * ``sms2fa_pending_login``: between the password and the code, exactly what
-  is needed to finish — user id, backend, challenge id, expiry — and never the
-  password (the flaw of CVE-2020-15105). It expires with the challenge.
+  is needed to finish — user id, backend, challenge id, the phone, expiry, and
+  the user's session auth hash — and never the password (the flaw of
+  CVE-2020-15105). It expires with the challenge, and dies when the password
+  changes (the auth hash), the user is deactivated or the phone is removed.
 * ``sms2fa_challenges``: ids of the challenges this client created, so an
   anonymous client can resend, verify or cancel its own challenges and no one
   else's.
@@ -14,6 +16,8 @@ both follow the same rules:
   (and a new CSRF token), ``django_otp.login`` marks a password-and-code
   session verified, and the login method is recorded for
   ``SecondFactorMiddleware``.
+* ``sms2fa_login_phone``: the phone a passwordless session logged in with;
+  the session ends when that phone is removed, replaced or renumbered.
 """
 
 from __future__ import annotations
@@ -26,17 +30,24 @@ from django_otp import login as otp_login
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
-from .exceptions import LoginExpired
-from .models import Challenge
-from .session_keys import METHOD_KEY, PASSWORD_AND_SMS, PASSWORDLESS
+from .conf import app_settings
+from .exceptions import ChallengeNotFound, LoginExpired, Sms2faConfigurationError
+from .models import Challenge, PhoneDevice
+from .session_keys import (
+    METHOD_KEY,
+    PASSWORD_AND_SMS,
+    PASSWORDLESS,
+    PHONE_BACKEND,
+    PHONE_BINDING_KEY,
+    is_phone_backend,
+)
 
 PENDING_KEY = "sms2fa_pending_login"
 
 OWNED_KEY = "sms2fa_challenges"
 MAX_OWNED = 20
-
-PHONE_BACKEND = "django_sms2fa.backends.PhoneCodeBackend"
 
 
 def set_pending_login(request: Any, user: Any, backend: str, challenge: Challenge) -> None:
@@ -44,7 +55,12 @@ def set_pending_login(request: Any, user: Any, backend: str, challenge: Challeng
         "user_id": str(user.pk),
         "backend": backend,
         "challenge_id": str(challenge.pk),
+        "device_id": challenge.device_id,
         "expires_at": challenge.expires_at.isoformat(),
+        # The password the user just typed, as Django's session sees it: a
+        # password change (or anything else that changes the hash) between
+        # the password and the code ends the pending login.
+        "auth_hash": user.get_session_auth_hash(),
     }
 
 
@@ -66,16 +82,22 @@ def get_pending_login(request: Any) -> dict[str, str] | None:
 def pending_login_user(request: Any) -> tuple[dict[str, str], Any]:
     """The pending login and its user, who must still exist and be active.
 
-    :raises LoginExpired: no pending login, it expired, or the user is gone.
+    :raises LoginExpired: no pending login, it expired, the user is gone or
+        inactive, or the session auth hash changed (a new password).
     """
     pending = get_pending_login(request)
     if pending is None:
         raise LoginExpired()
     user = get_user_model()._default_manager.filter(pk=pending["user_id"]).first()
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or not _same_auth_hash(pending, user):
         clear_pending_login(request)
         raise LoginExpired()
     return pending, user
+
+
+def _same_auth_hash(pending: dict[str, Any], user: Any) -> bool:
+    stored = pending.get("auth_hash")
+    return isinstance(stored, str) and constant_time_compare(stored, user.get_session_auth_hash())
 
 
 def extend_pending_login(request: Any, challenge: Challenge) -> None:
@@ -99,9 +121,33 @@ def owns_challenge(request: Any, challenge_id: Any) -> bool:
 
 
 def phone_login_backend() -> str:
-    """The backend a passwordless login is recorded with."""
-    backends = list(settings.AUTHENTICATION_BACKENDS)
-    return PHONE_BACKEND if PHONE_BACKEND in backends else backends[0]
+    """The backend a passwordless login is recorded with: ``PhoneCodeBackend``
+    (or a subclass) from ``AUTHENTICATION_BACKENDS``, never another one — a
+    passwordless session recorded as a password backend would pass for a
+    password login.
+
+    :raises Sms2faConfigurationError: no such backend (check ``sms2fa.E023``).
+    """
+    for path in settings.AUTHENTICATION_BACKENDS:
+        if is_phone_backend(path):
+            return path
+    raise Sms2faConfigurationError(
+        f"Passwordless login needs {PHONE_BACKEND!r} in AUTHENTICATION_BACKENDS.",
+        check_id="sms2fa.E023",
+    )
+
+
+def passwordless_enabled() -> bool:
+    """Whether passwordless login is on: ``PASSWORDLESS_LOGIN`` and
+    ``PhoneCodeBackend`` in ``AUTHENTICATION_BACKENDS``, both."""
+    return app_settings.PASSWORDLESS_LOGIN and any(
+        is_phone_backend(path) for path in settings.AUTHENTICATION_BACKENDS
+    )
+
+
+def bind_to_phone(request: Any, device: PhoneDevice) -> None:
+    """Tie a passwordless session to the phone it logged in with."""
+    request.session[PHONE_BINDING_KEY] = {"device_id": device.pk, "number": device.number}
 
 
 def complete_login(request: Any, user: Any, *, backend: str, device: Any) -> None:
@@ -109,20 +155,38 @@ def complete_login(request: Any, user: Any, *, backend: str, device: Any) -> Non
     mark the session verified with ``device``.
 
     ``request`` is Django's ``HttpRequest`` (for DRF, ``request._request``).
+
+    :raises ChallengeNotFound: ``device`` is not the phone the pending login
+        sent its code to, still confirmed: that phone was removed or replaced
+        meanwhile, and the code must not log in through another phone.
     """
+    pending = request.session.get(PENDING_KEY)
+    expected = pending.get("device_id") if isinstance(pending, dict) else None
+    if device is None or device.pk != expected or not device.confirmed:
+        clear_pending_login(request)
+        raise ChallengeNotFound()
     clear_pending_login(request)
     login(request, user, backend=backend)  # cycles the session key and CSRF token
     otp_login(request, device)
     request.session[METHOD_KEY] = PASSWORD_AND_SMS
 
 
-def complete_passwordless_login(request: Any, user: Any) -> None:
+def complete_passwordless_login(request: Any, user: Any, device: PhoneDevice | None) -> None:
     """The phone's code alone is proved: log in with a new session key.
 
     One factor, so the session is logged in but NOT verified:
     ``@otp_required``, ``OTPAdminSite`` and phone management still ask for a
-    second factor. ``SecondFactorMiddleware`` reads the method key.
+    second factor. ``SecondFactorMiddleware`` reads the method key, and ends
+    the session when ``device`` (the phone that proved the code) is gone.
+
+    :raises ChallengeNotFound: no confirmed phone of the user proved the code
+        (it was removed meanwhile): nothing to bind the session to.
     """
+    if device is None or not device.confirmed or device.user_id != user.pk:
+        raise ChallengeNotFound()
+    backend = phone_login_backend()
     clear_pending_login(request)
-    login(request, user, backend=phone_login_backend())
+    user.sms2fa_login_device = device  # read by the user_logged_in receiver
+    login(request, user, backend=backend)
     request.session[METHOD_KEY] = PASSWORDLESS
+    bind_to_phone(request, device)

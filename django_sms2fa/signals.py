@@ -8,6 +8,9 @@ one receiver does not stop the others and is re-raised after all have run.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models.signals import pre_delete
 from django.dispatch import Signal
 
 #: A challenge was created. Args: ``challenge``.
@@ -42,11 +45,56 @@ message_status_changed = Signal()
 #: ``replaced`` (the device it replaced, already deleted, or ``None``).
 device_confirmed = Signal()
 
-#: A user removed one of their phones. Args: ``device`` (already deleted).
+#: A phone left an account: its owner removed it, staff deleted it in the
+#: admin, or its number was confirmed on another account (which unbinds it
+#: here). Args: ``device`` (already deleted). Replacements send
+#: ``device_confirmed`` with ``replaced`` instead.
 device_removed = Signal()
 
-#: The SMS-pumping breaker tripped: too few codes sent to a region or number
-#: prefix were verified, so sending there is suspended. Args: ``scope``
-#: (``"region"`` or ``"prefix"``), ``value`` (``"NG"``, ``"+23480"``),
-#: ``suspended_for`` (seconds). Connect an alert to it.
+#: Something changed about how a user signs in, and the user must hear of it
+#: (NIST SP 800-63B-4 §4.6). Args: ``user`` (``None`` for a lockout of a
+#: number without an account), ``event`` — one of
+#: ``"phone_added"``, ``"phone_replaced"``, ``"phone_removed"``,
+#: ``"phone_unbound"`` (the number was confirmed on another account) and
+#: ``"lockout"`` (too many wrong codes) — and ``context``, a dict with
+#: ``phone`` and ``new_phone`` (masked, never a full number), ``when`` (an
+#: aware datetime) and ``ip`` (the client's address, or ``""``). Never a code.
+#: The app's own receiver passes it to the adapter's ``send_security_notice``
+#: (an email by default); disconnect it with
+#: ``security_event.disconnect(dispatch_uid="django_sms2fa.security_notice")``.
+security_event = Signal()
+
+#: The SMS-pumping breaker tripped: too few codes sent to never-verified
+#: numbers of one number prefix were verified, so sending there is suspended
+#: (a confirmed phone's login code still goes). Args: ``scope`` (always
+#: ``"prefix"``), ``value`` (``"+234803"``), ``suspended_for`` (seconds).
+#: Connect an alert to it.
 pumping_suspected = Signal()
+
+
+def _send_security_notice(sender: Any, user: Any, event: str, context: Any, **kwargs: Any) -> None:
+    """The default receiver of :data:`security_event`: the adapter tells the
+    user, now or through the task backend (``notices.notify``)."""
+    from . import notices
+
+    notices.notify(user, event, dict(context))
+
+
+security_event.connect(_send_security_notice, dispatch_uid="django_sms2fa.security_notice")
+
+
+def _close_challenges_of_deleted_device(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """However a phone device is deleted — ``device_flows``, the site's own
+    ``device.delete()``, or its user's deletion cascading — no code already
+    sent to it for its owner outlives it (``flows.close_challenges_for``; a
+    no-op where ``device_flows`` has already closed them)."""
+    from . import flows
+
+    flows.close_challenges_for(phone=instance.number, user=instance.user_id, device=instance)
+
+
+pre_delete.connect(
+    _close_challenges_of_deleted_device,
+    sender="django_sms2fa.PhoneDevice",
+    dispatch_uid="django_sms2fa.close_challenges_of_deleted_device",
+)

@@ -27,21 +27,40 @@ from django.shortcuts import resolve_url
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views import View
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_deny
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from . import device_flows, flows, login_flows, session
+from . import device_flows, flows, login_flows, ratelimit, session
 from . import exceptions as domain
-from .client import client_info
+from .client import client_info, limit_key
 from .conf import app_settings
 from .forms import CodeForm, LoginForm, PhoneForm
+from .masked import MaskedStr
 from .models import Challenge, PhoneDevice, Purpose
 
 #: Session keys of the page flows (the challenge each code page is about).
 PASSWORDLESS_KEY = "sms2fa_page_passwordless"
 ENROL_KEY = "sms2fa_page_enrol"
+
+#: What every page carries itself, whatever the site's middleware: Django's
+#: LoginView's protections (CSRF, no caching, POST fields hidden from error
+#: reports) plus a refusal to be framed (the phones page has one-click
+#: buttons), and no local variable of a page or of anything it calls in an
+#: error report (passwords and codes pass through them).
+PAGE_PROTECTIONS = [
+    sensitive_post_parameters(),
+    sensitive_variables(),
+    never_cache,
+    xframe_options_deny,
+    csrf_protect,
+]
 
 # ------------------------------------------------------------------- errors
 
@@ -139,7 +158,7 @@ def page_error(exc: domain.Sms2faError, *, resend: bool = False) -> PageError:
         return PageError(code, message, None, 403)
     if code in (domain.DeviceNotFound.code,):
         return PageError(code, message, None, 404)
-    if isinstance(exc, domain.DeliveryFailed):
+    if isinstance(exc, (domain.DeliveryFailed, domain.LimitsUnavailable)):
         return PageError(code, message, None, 503)
     return PageError(code, message, None, 400)
 
@@ -212,6 +231,7 @@ def show_form_error(form: Any, error: PageError) -> None:
 # ---------------------------------------------------------------- log in
 
 
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
 class LoginView(View):
     """Password first; then, for a user with a confirmed phone, the code page."""
 
@@ -227,11 +247,21 @@ class LoginView(View):
         form = LoginForm(request.POST)
         if not form.is_valid():
             return render_page(request, self.template_name, self.context(request, form))
-        user = authenticate(
-            request,
-            username=form.cleaned_data["username"],
-            password=form.cleaned_data["password"],
-        )
+        username = form.cleaned_data["username"]
+        try:
+            # Counted per username and per IP before the password is checked,
+            # one count with the API's login/ (ratelimit.password_guess).
+            with ratelimit.password_guess(username, limit_key(client_info(request).ip)) as guess:
+                user = authenticate(
+                    request, username=username, password=MaskedStr(form.cleaned_data["password"])
+                )
+                guess.right = user is not None
+        except (domain.RateLimited, domain.LimitsUnavailable) as exc:
+            error = page_error(exc)
+            show_form_error(form, error)
+            return render_page(
+                request, self.template_name, self.context(request, form), error=error
+            )
         if user is None:
             form.add_error(None, domain.InvalidCredentials.default_message)
             return render_page(request, self.template_name, self.context(request, form))
@@ -353,6 +383,7 @@ class CodePageView(View):
             return self.failed(request, form, exc)
 
 
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
 class LoginCodeView(CodePageView):
     """The code after the password: logs in with the session verified."""
 
@@ -384,7 +415,18 @@ class LoginCodeView(CodePageView):
 # ------------------------------------------------------- passwordless login
 
 
-class PasswordlessView(View):
+class PasswordlessEnabledMixin:
+    """Passwordless login is opt-in (``PASSWORDLESS_LOGIN`` and
+    ``PhoneCodeBackend``): off, its pages do not exist and send nothing."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not session.passwordless_enabled():
+            raise Http404(_("Passwordless login is not enabled on this site."))
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class PasswordlessView(PasswordlessEnabledMixin, View):
     """Log in with the phone alone: the number, then its code."""
 
     template_name = "passwordless.html"
@@ -415,7 +457,8 @@ class PasswordlessView(View):
         return HttpResponseRedirect(with_next(reverse("sms2fa:passwordless_code"), request))
 
 
-class PasswordlessCodeView(CodePageView):
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class PasswordlessCodeView(PasswordlessEnabledMixin, CodePageView):
     restart_url_name = "sms2fa:passwordless"
 
     def intro(self, challenge: Challenge) -> str:
@@ -432,9 +475,9 @@ class PasswordlessCodeView(CodePageView):
         return str(challenge_id)
 
     def verify(self, request: HttpRequest, challenge_id: str, code: str) -> HttpResponse:
-        user, _device = login_flows.finish_passwordless(challenge_id, code)
+        user, device = login_flows.finish_passwordless(challenge_id, code)
         request.session.pop(PASSWORDLESS_KEY, None)
-        session.complete_passwordless_login(request, user)
+        session.complete_passwordless_login(request, user, device)
         return HttpResponseRedirect(next_url(request))
 
     def resend(self, request: HttpRequest, challenge_id: str) -> Challenge:
@@ -450,6 +493,7 @@ class PhonePageMixin(LoginRequiredMixin):
     """Phone pages are for a logged-in user (``settings.LOGIN_URL`` otherwise)."""
 
 
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
 class PhoneListView(PhonePageMixin, View):
     template_name = "phones.html"
 
@@ -465,6 +509,7 @@ class PhoneListView(PhonePageMixin, View):
         return render_page(request, self.template_name, self.context(request))
 
 
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
 class PhoneRemoveView(PhonePageMixin, View):
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         try:
@@ -482,6 +527,7 @@ class PhoneRemoveView(PhonePageMixin, View):
         return HttpResponseRedirect(reverse("sms2fa:phones"))
 
 
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
 class PhoneAddView(PhonePageMixin, View):
     """Add a phone (or, with ``pk``, replace one): a code to it confirms it."""
 
@@ -530,6 +576,7 @@ class PhoneAddView(PhonePageMixin, View):
         return HttpResponseRedirect(reverse("sms2fa:phone_confirm"))
 
 
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
 class PhoneConfirmView(PhonePageMixin, CodePageView):
     title = gettext_lazy("Confirm your phone")
     submit_label = gettext_lazy("Confirm")

@@ -97,6 +97,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed on
 SMS2FA = {
     "PROVIDERS": {"default": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"}},
     "DEFAULT_REGION": "SE",
+    # Passwordless login is opt-in (off by default); most tests use it.
+    "PASSWORDLESS_LOGIN": True,
     # Most tests resend at once and send many codes to one phone; the cooldown
     # and the send limits have tests of their own (the `send_limits` fixture).
     "RESEND_INTERVAL": 0,

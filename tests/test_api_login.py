@@ -197,8 +197,17 @@ def test_a_user_with_a_phone_gets_a_challenge_and_no_login(client, user, device,
 def test_the_pending_login_holds_only_what_it_must(client, user, device):
     body = login(client).json()
     pending = client.session[PENDING_KEY]
-    assert set(pending) == {"user_id", "backend", "challenge_id", "expires_at"}
+    assert set(pending) == {
+        "user_id",
+        "backend",
+        "challenge_id",
+        "device_id",
+        "expires_at",
+        "auth_hash",  # the pending login dies when the password changes
+    }
     assert pending["user_id"] == str(user.pk)
+    assert pending["device_id"] == device.pk
+    assert pending["auth_hash"] == user.get_session_auth_hash()
     assert pending["backend"] == "django.contrib.auth.backends.ModelBackend"
     assert pending["challenge_id"] == body["challenge"]["id"]
     challenge = Challenge.objects.get(pk=body["challenge"]["id"])
@@ -388,7 +397,8 @@ def test_a_user_deactivated_before_the_code_is_not_logged_in(client, user, devic
 def test_a_phone_removed_before_the_code_ends_the_login(client, user, device, pending):
     challenge_id, code = pending
     device.delete()
-    assert_error(login_verify(client, challenge_id, code), 404, "challenge_not_found")
+    # Removing a phone cancels every open code sent to it.
+    assert_error(login_verify(client, challenge_id, code), 410, "challenge_cancelled")
     assert logged_in_user_id(client) is None
 
 

@@ -1,4 +1,4 @@
-"""Race attacks on verification, on a real PostgreSQL (shared/security.md 10, 11).
+"""Race attacks on verification, on a real PostgreSQL (docs/security.md 10, 11).
 
 Fifty threads, each with its own database connection, are released together by
 a barrier and submit codes for one challenge. The database must decide: exactly

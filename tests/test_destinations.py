@@ -1,4 +1,4 @@
-"""Where SMS may go (shared/security.md items 19 and 20), test numbers, and the
+"""Where SMS may go (docs/security.md items 19 and 20), test numbers, and the
 SMS-pumping breaker — through the flows and the REST API.
 
 * ``ALLOWED_REGIONS``: a number outside is refused with ``NumberNotAllowed``
@@ -8,9 +8,11 @@ SMS-pumping breaker — through the flows and the REST API.
   refused. Example numbers come from ``phonenumbers.example_number_for_type``
   and are checked to be valid and of that type before use.
 * ``TEST_NUMBERS``: a fixed code, never an SMS.
-* The breaker: too few verified codes for a region or number prefix over a
-  window with enough sends stops sending there for ``SUSPEND_FOR`` seconds,
-  fires ``pumping_suspected`` and logs a warning.
+* The breaker: too few verified codes for a number prefix over a window
+  with enough sends to never-verified numbers stops sending to that prefix
+  for ``SUSPEND_FOR`` seconds, fires ``pumping_suspected`` and logs a warning.
+  The rest of the country is not affected, and a login code to a confirmed
+  device is never refused (tests/test_seams_breaker.py attacks both).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberType
 
-from django_sms2fa import login_flows, ratelimit, signals
+from django_sms2fa import flows, login_flows, ratelimit, signals
 from django_sms2fa.conf import DEFAULT_LIMITS, DEFAULT_PUMPING
 from django_sms2fa.exceptions import DestinationSuspended
 from django_sms2fa.models import Challenge, Message, PhoneDevice, Purpose, Refusal
@@ -296,23 +298,17 @@ def test_unverified_codes_trip_the_breaker(via, sms2fa_settings, outbox, alarms,
             pending = request_code(via, number)
             assert pending.ok
         assert_sent(outbox, 20)
-        expected = [
-            {"scope": "region", "value": "SE", "suspended_for": 600},
-            {"scope": "prefix", "value": prefix, "suspended_for": 600},
-        ]
+        expected = [{"scope": "prefix", "value": prefix, "suspended_for": 600}]
         assert alarms == expected
         assert breaker_warnings(caplog) == [
-            "sms2fa: SMS-pumping breaker tripped for region SE: too few codes are verified; "
-            "sending there is suspended for 600 s",
-            f"sms2fa: SMS-pumping breaker tripped for prefix {prefix}: too few codes are "
-            f"verified; sending there is suspended for 600 s",
+            f"sms2fa: SMS-pumping breaker tripped for prefix {prefix}: too few codes to "
+            "never-verified numbers are verified; sending there is suspended for 600 s",
         ]
 
         clock.advance(10)
-        # Sweden is suspended, in every prefix, for new codes and for resends.
-        for phone in (numbers[20], "+46739876543"):
-            refused = request_code(via, phone)
-            assert (refused.code, refused.retry_after) == ("destination_suspended", 590)
+        # The prefix is suspended, for new codes and for resends.
+        refused = request_code(via, numbers[20])
+        assert (refused.code, refused.retry_after) == ("destination_suspended", 590)
         assert resend(via, pending).code == "destination_suspended"
         refusal = Refusal.objects.order_by("-pk").first()
         assert (refusal.reason, refusal.limit, refusal.retry_after) == (
@@ -321,20 +317,21 @@ def test_unverified_codes_trip_the_breaker(via, sms2fa_settings, outbox, alarms,
             590,
         )
         assert_sent(outbox, 20)
-        # Norway is not.
+        # Another Swedish prefix is not, nor is Norway.
+        assert request_code(via, "+46739876543").ok
         assert request_code(via, NORWAY).ok
-        assert_sent(outbox, 21)
-        assert alarms == expected  # once per scope
+        assert_sent(outbox, 22)
+        assert alarms == expected  # once
 
         clock.advance(589)
         assert request_code(via, numbers[21]).retry_after == 1
         clock.advance(1)  # SUSPEND_FOR after the trip
         assert request_code(via, numbers[21]).ok
-        assert_sent(outbox, 22)
+        assert_sent(outbox, 23)
     # The window still shows 21 sends and none verified: the one send let
     # through trips the breaker again (one SMS per SUSPEND_FOR, not a flood).
     assert alarms == expected + expected
-    assert len(breaker_warnings(caplog)) == 4
+    assert len(breaker_warnings(caplog)) == 2
 
 
 def test_the_breaker_counts_afresh_in_the_next_window(sms2fa_settings, outbox, alarms):
@@ -342,12 +339,12 @@ def test_the_breaker_counts_afresh_in_the_next_window(sms2fa_settings, outbox, a
     numbers = mobiles(40)
     with frozen() as clock:
         assert all(request_code("flow", n).ok for n in numbers[:20])
-        assert len(alarms) == 2
+        assert len(alarms) == 1
         clock.advance(3600)  # the next window, and past SUSPEND_FOR
         assert all(request_code("flow", n).ok for n in numbers[20:39])
-        assert len(alarms) == 2  # 19 sends in the new window: no judgement yet
+        assert len(alarms) == 1  # 19 sends in the new window: no judgement yet
         assert request_code("flow", numbers[39]).ok
-        assert len(alarms) == 4
+        assert len(alarms) == 2
     assert_sent(outbox, 40)
 
 
@@ -378,7 +375,7 @@ def test_the_breaker_trips_when_the_ratio_falls_below_the_threshold(
                 assert alarms == [], index
             if index % 2 == 0 and index < 20:
                 assert verify("flow", answer, outbox[-1].code).ok
-        assert [alarm["scope"] for alarm in alarms] == ["region", "prefix"]
+        assert [alarm["scope"] for alarm in alarms] == ["prefix"]
         assert request_code("flow", mobiles(22)[21]).code == "destination_suspended"
 
 
@@ -399,46 +396,65 @@ def test_a_prefix_trips_alone(sms2fa_settings, outbox, alarms):
 
 
 def test_the_breaker_is_shared_by_every_flow(sms2fa_settings, user, outbox, alarms):
-    """Once tripped, login codes to that region are refused too (DestinationSuspended)."""
+    """Once a prefix trips, every flow's sends there are refused (passwordless
+    alike for a number with and without an account) — except the login code to
+    a confirmed device in that very prefix, which its owner proved."""
     sms2fa_settings(PUMPING=PUMPING)
-    device = PhoneDevice.objects.create(user=user, number=PHONE, name="p", confirmed=True)
+    owned = "+46702099999"  # in the pumped prefix +467020
+    device = PhoneDevice.objects.create(user=user, number=owned, name="p", confirmed=True)
     with frozen():
         assert all(request_code("flow", n).ok for n in mobiles(20))
-        with pytest.raises(DestinationSuspended) as refused:
-            login_flows.start_second_factor(user, client=ClientInfo(ip=IP))
+        assert [alarm["value"] for alarm in alarms] == ["+467020"]
+        for phone in (owned, "+46702088888"):
+            for purpose in (Purpose.PASSWORDLESS, Purpose.VERIFY_PHONE):
+                refused = request_code("flow", phone, purpose=purpose)
+                assert (refused.code, refused.retry_after) == ("destination_suspended", 600)
+        with pytest.raises(DestinationSuspended):
+            flows.request_challenge(
+                phone=owned, purpose=Purpose.VERIFY_PHONE, user=user, client=ClientInfo(ip=IP)
+            )
+        challenge = login_flows.start_second_factor(user, client=ClientInfo(ip=IP))
         response = api_post(
             api_client(), "login/", {"username": "alice", "password": "correct horse"}
         )
-    assert refused.value.retry_after == 600
-    assert response.status_code == 429
-    assert response.json()["error"]["code"] == "destination_suspended"
-    assert response["Retry-After"] == "600"
-    assert device.challenges.count() == 0
+    assert challenge is not None and challenge.device == device
+    assert response.status_code == 200 and response.json()["mfa_required"]
+    assert device.challenges.count() == 2
+    assert [sms.to for sms in outbox[20:]] == [owned, owned]
 
 
 def test_test_number_verifications_do_not_hold_the_breaker_closed(sms2fa_settings, outbox, alarms):
     sms2fa_settings(PUMPING=PUMPING, TEST_NUMBERS={TEST_NUMBER: FIXED_CODE})
-    pumped = random_numbers(40)  # spread over many prefixes: none reaches MIN_SENDS
+    pumped = mobiles(40, "+46701234", 3)  # the test number's own prefix, +467012
     with frozen():
         for number in pumped:
             reviewer = request_code("flow", TEST_NUMBER)
-            if reviewer.ok:  # once the region is suspended, test numbers are too
+            if reviewer.ok:  # once the prefix is suspended, test numbers are too
                 assert verify("flow", reviewer, FIXED_CODE).ok
             request_code("flow", number)
-    # 40 real codes sent to Sweden, none verified: the region must trip at the 20th.
-    assert [alarm["scope"] for alarm in alarms] == ["region"]
+    # 40 real codes sent to the prefix, none verified: it must trip at the 20th.
+    assert alarms == [{"scope": "prefix", "value": "+467012", "suspended_for": 600}]
     assert len(outbox) == 20
 
 
 # ----------------------------------------------------------- the simulation
 
 
-def random_numbers(count: int, seed: int = 20300517) -> list[str]:
-    """``count`` distinct random valid Swedish mobile numbers."""
+#: Number ranges a pumping fraud rents (three 6-digit prefixes of Swedish mobiles).
+PUMPED_RANGES = ("+467021", "+467325", "+467694")
+
+
+def random_numbers(
+    count: int, seed: int = 20300517, ranges: tuple[str, ...] | None = None
+) -> list[str]:
+    """``count`` distinct random valid Swedish mobile numbers (in ``ranges`` if given)."""
     rng = random.Random(seed)
     numbers: dict[str, None] = {}
     while len(numbers) < count:
-        candidate = f"+467{rng.choice('02369')}{rng.randrange(10**7):07d}"
+        if ranges:
+            candidate = f"{rng.choice(ranges)}{rng.randrange(10**5):05d}"
+        else:
+            candidate = f"+467{rng.choice('02369')}{rng.randrange(10**7):07d}"
         try:
             numbers[normalize_phone(candidate)] = None
         except Exception:  # noqa: BLE001 - not a valid number: draw again
@@ -447,8 +463,9 @@ def random_numbers(count: int, seed: int = 20300517) -> list[str]:
 
 
 def test_pumping_simulation_with_the_default_settings(sms2fa_settings, outbox, alarms):
-    """1,000 requests for codes to random numbers of one country, nobody verifying:
-    the default breaker (50 sends, 20 % verified, 1 h window) stops the flow."""
+    """1,000 requests for codes to random numbers in three rented number ranges,
+    nobody verifying: the default breaker (50 sends to never-verified numbers,
+    20 % verified, 1 h window) stops each range after its 50th send."""
     high = ["1000000/h"]
     sms2fa_settings(
         PUMPING=dict(DEFAULT_PUMPING),
@@ -458,7 +475,7 @@ def test_pumping_simulation_with_the_default_settings(sms2fa_settings, outbox, a
     tripped_after = None
     refused = 0
     with frozen(START):
-        for number in random_numbers(requests):
+        for number in random_numbers(requests, ranges=PUMPED_RANGES):
             answer = request_code("flow", number)
             if not answer.ok:
                 assert answer.code == "destination_suspended"
@@ -467,12 +484,17 @@ def test_pumping_simulation_with_the_default_settings(sms2fa_settings, outbox, a
                 tripped_after = len(outbox)
     calls = len(outbox)
     print(
-        f"\npumping simulation: {requests} requests to unknown numbers → {calls} provider "
-        f"calls; tripped after {tripped_after} sends"
+        f"\npumping simulation: {requests} requests to unknown numbers in "
+        f"{len(PUMPED_RANGES)} ranges → {calls} provider calls; the first range tripped "
+        f"after {tripped_after} sends in all"
     )
-    assert tripped_after == calls == DEFAULT_PUMPING["MIN_SENDS"]
+    per_range = {
+        prefix: sum(sms.to.startswith(prefix) for sms in outbox) for prefix in PUMPED_RANGES
+    }
+    assert per_range == dict.fromkeys(PUMPED_RANGES, DEFAULT_PUMPING["MIN_SENDS"])
+    assert tripped_after is not None and tripped_after < calls
     assert refused == requests - calls
-    assert [alarm["scope"] for alarm in alarms] == ["region"]
+    assert sorted(alarm["value"] for alarm in alarms) == sorted(PUMPED_RANGES)
     assert Refusal.objects.filter(reason="destination_suspended").count() == refused
 
     # Passwordless requests to the same unknown numbers send nothing at all.

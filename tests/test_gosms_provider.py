@@ -1,4 +1,4 @@
-"""GoSMS: the exact requests, every answer shape in shared/providers.md §1, the
+"""GoSMS: the exact requests, every answer shape in docs/providers/gosms.md, the
 status look-up, secret redaction, real HTTP on loopback and the flows on top."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """iP1 (v1 authentications API, mode d): exact requests, every answer shape in
-shared/providers.md §3, secret and code redaction, real HTTP on loopback, and the
+docs/providers/ip1.md, secret and code redaction, real HTTP on loopback, and the
 flows with a fake iP1 that makes and checks the codes itself."""
 
 from __future__ import annotations

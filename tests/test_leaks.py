@@ -1,6 +1,6 @@
 """No code, code hash or provider secret in logs, exception text, reprs or stored columns.
 
-shared/security.md items 13 and 15. The whole life of several challenges runs
+docs/security.md items 13 and 15. The whole life of several challenges runs
 with every logger at DEBUG, including failures that carry provider detail; then
 every record, every exception and every repr is searched for the secrets.
 """

@@ -1,4 +1,4 @@
-"""The failure lockout across challenges (shared/security.md items 6-9).
+"""The failure lockout across challenges (docs/security.md items 6-9).
 
 Consecutive wrong codes count per account (``"user:<pk>"``), or per phone
 (``"phone:<e164>"``) for challenges without one. From ``LOCKOUT_THRESHOLD``

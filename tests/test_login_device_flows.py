@@ -14,6 +14,7 @@ from django_sms2fa import device_flows, flows, login_flows, signals
 from django_sms2fa.adapter import DefaultSms2faAdapter
 from django_sms2fa.exceptions import (
     ChallengeAlreadyUsed,
+    ChallengeCancelled,
     ChallengeNotFound,
     DeviceNotFound,
     IncorrectCode,
@@ -130,7 +131,8 @@ def test_finish_second_factor_refuses_other_purposes(user, device, outbox):
 def test_finish_second_factor_when_the_phone_went_away(user, device, outbox):
     challenge = login_flows.start_second_factor(user)
     device.delete()
-    with pytest.raises(ChallengeNotFound):
+    # Deleting the device cancels its open challenges (signals.py, pre_delete).
+    with pytest.raises((ChallengeNotFound, ChallengeCancelled)):
         login_flows.finish_second_factor(challenge.pk, outbox[-1].code, user=user)
 
 
@@ -212,12 +214,11 @@ def test_finish_passwordless_for_an_inactive_user_is_not_found(user, device, out
 def test_finish_passwordless_for_a_deleted_user_logs_nobody_in(user, device, outbox):
     challenge = login_flows.start_passwordless(PHONE)
     user.delete()
-    # The docstring promises ChallengeNotFound for a gone account; the code hash is
-    # bound to the user id, which SET_NULL cleared, so the right code no longer
-    # matches and the answer is IncorrectCode. Refused either way.
-    with pytest.raises((ChallengeNotFound, IncorrectCode)):
+    # The user's devices go with the user, and their open challenges are
+    # cancelled with them (signals.py, pre_delete). Refused either way.
+    with pytest.raises((ChallengeNotFound, IncorrectCode, ChallengeCancelled)):
         login_flows.finish_passwordless(challenge.pk, outbox[-1].code)
-    assert fresh(challenge).status == ChallengeStatus.PENDING
+    assert fresh(challenge).status == ChallengeStatus.CANCELLED
 
 
 def test_finish_passwordless_refuses_a_login_challenge(user, device, outbox):

@@ -85,7 +85,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         400: {"invalid", "parse_error", "invalid_phone", "number_not_allowed"},
         403: {"permission_denied"},
         429: SEND_REFUSED,
-        503: {"delivery_failed"},
+        503: {"delivery_failed", "service_unavailable"},
     },
     ("delete", "challenges/{challenge_id}/"): {
         403: {"permission_denied"},
@@ -98,7 +98,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         409: {"challenge_queued"},
         410: CLOSED,
         429: SEND_REFUSED | {"too_many_attempts"},
-        503: {"delivery_failed"},
+        503: {"delivery_failed", "service_unavailable"},
     },
     ("post", "challenges/{challenge_id}/verify/"): {
         **BODY_ERRORS,
@@ -108,14 +108,14 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         409: {"challenge_queued"},
         410: CLOSED,
         429: CHECK_REFUSED,
-        503: {"delivery_failed"},
+        503: {"delivery_failed", "service_unavailable"},
     },
     ("post", "login/"): {
         **BODY_ERRORS,
         400: {"invalid", "parse_error", "invalid_credentials", "number_not_allowed"},
         403: {"permission_denied"},
         429: SEND_REFUSED,
-        503: {"delivery_failed"},
+        503: {"delivery_failed", "service_unavailable"},
     },
     ("post", "login/verify/"): {
         **BODY_ERRORS,
@@ -125,7 +125,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         409: {"challenge_queued"},
         410: CLOSED | {"login_expired"},
         429: CHECK_REFUSED,
-        503: {"delivery_failed"},
+        503: {"delivery_failed", "service_unavailable"},
     },
     ("get", "devices/"): {403: {"not_authenticated"}},
     ("post", "devices/"): {
@@ -135,7 +135,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         404: {"device_not_found"},
         409: {"phone_already_enrolled"},
         429: SEND_REFUSED,
-        503: {"delivery_failed"},
+        503: {"delivery_failed", "service_unavailable"},
     },
     ("post", "devices/{device_id}/confirm/"): {
         **BODY_ERRORS,
@@ -145,7 +145,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         409: {"challenge_queued"},
         410: CLOSED,
         429: CHECK_REFUSED,
-        503: {"delivery_failed"},
+        503: {"delivery_failed", "service_unavailable"},
     },
     ("delete", "devices/{device_id}/"): {
         403: {"not_authenticated", "permission_denied", "second_factor_required"},

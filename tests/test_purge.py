@@ -173,13 +173,17 @@ def test_dry_run_counts_and_deletes_nothing(rows):
 def test_an_interrupted_purge_keeps_its_batches_and_a_rerun_finishes(rows, monkeypatch):
     real = retention.purge
 
-    def interrupted(cutoff, *, batch_size, progress, device_events):
+    def interrupted(cutoff, *, batch_size, progress, device_events, **options):
         def stop_after_first(result):
             progress(result)
             raise KeyboardInterrupt  # Ctrl-C between two batches
 
         return real(
-            cutoff, batch_size=batch_size, progress=stop_after_first, device_events=device_events
+            cutoff,
+            batch_size=batch_size,
+            progress=stop_after_first,
+            device_events=device_events,
+            **options,
         )
 
     monkeypatch.setattr(retention, "purge", interrupted)

@@ -1,4 +1,4 @@
-"""Send limits (shared/security.md items 17, 18, 9 and 22), through the flows and the REST API.
+"""Send limits (docs/security.md items 17, 18, 9 and 22), through the flows and the REST API.
 
 Per phone one send per 30 s, 5 per 10 minutes and 10 per day; per client IP
 20 per hour; per user 10 per day; per country and for the whole site. Every

@@ -1,5 +1,5 @@
 """SMSToken (smstoken.com.br): the exact requests, every answer shape in
-shared/providers.md §5, the secret and code scrubbing, real HTTP on loopback,
+docs/providers/smstoken.md, the secret and code scrubbing, real HTTP on loopback,
 and the whole flow through settings in both modes (our code checked locally;
 the provider's code checked by /token/v1/check)."""
 

@@ -1,4 +1,4 @@
-"""telefon-ip.ru authcalls ``get_sms_code`` (shared/providers.md §2).
+"""telefon-ip.ru authcalls ``get_sms_code`` (docs/providers/telefonip.md).
 
 Exact request and answer shapes with ``responses``; the real ``requests`` stack
 (sockets, pooling, timeouts, urllib3's debug log of the request path, which

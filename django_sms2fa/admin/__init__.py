@@ -1,12 +1,17 @@
 """The audit admin: who got a code, when, through which provider, and what happened.
 
 Challenges, their messages, refusals and device events are read-only; rows
-are deleted only with the ``django_sms2fa.purge_challenge`` permission. Staff
-need the *view* permission to see them. A code or a code hash is never shown
-— not even to superusers: no column, field, inline or export reads
-``code_hash``. Phone devices can be unlocked, have their failures reset, or
-be removed; each of these is recorded as a device event with who and from
-where (``device_flows``).
+are deleted only with the ``django_sms2fa.purge_challenge`` permission, and
+only those ``sms2fa_purge`` would delete (older than ``RETENTION_DAYS``); each
+deletion is an :class:`~django_sms2fa.models.AuditRecord`. Staff need the
+*view* permission to see them. A code or a code hash is never shown — not
+even to superusers: no column, field, inline or export reads ``code_hash``.
+Phone numbers are masked on every page (lists, change pages, inlines, CSV,
+statistics); only ``django_sms2fa.view_full_phone`` shows them, on one
+object's page at a time, and each showing is an audit record too. Phone
+devices can be unlocked, have their failures reset, or be removed; each of
+these is recorded as a device event with who and from where
+(``device_flows``).
 
 Every changelist here stays fast on millions of rows: see ``admin/base.py``.
 """
@@ -24,9 +29,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import device_flows
+from .. import device_flows, retention
 from ..client import client_ip
-from ..models import Challenge, DeviceEvent, Message, PhoneDevice, Refusal
+from ..models import AuditRecord, Challenge, DeviceEvent, Message, PhoneDevice, Refusal
 from ..phones import mask_phone
 from .base import (
     AuditAdmin,
@@ -37,11 +42,19 @@ from .base import (
     as_ip,
     as_phone,
     as_uuid,
+    masked_display,
+    masked_link,
+    masked_user,
+    redact_phone,
     user_ids,
 )
 from .export import stream_csv
 
 DATE_FILTER = ("created_at", admin.DateFieldListFilter)
+
+
+def _label(model: Any, field: str) -> Any:
+    return model._meta.get_field(field).verbose_name
 
 
 def _challenge_link(model_admin: admin.ModelAdmin, challenge_id: Any) -> str:
@@ -72,6 +85,12 @@ class MessageInline(ReadOnlyInline):
         "text_masked",
     )
     ordering = ("created_at",)
+    # A provider may echo the destination in its error text.
+    masked_fields = {"error_text": "error_text_redacted", "text_masked": "text_redacted"}
+    error_text_redacted = masked_display(
+        "error_text", lambda m: m.phone, _label(Message, "error_text")
+    )
+    text_redacted = masked_display("text_masked", lambda m: m.phone, _label(Message, "text_masked"))
 
 
 @admin.register(Challenge)
@@ -79,7 +98,7 @@ class ChallengeAdmin(AuditAdmin):
     list_display = (
         "created_at",
         "masked_phone",
-        "user",
+        "user_masked",
         "purpose",
         "status",
         "attempts_shown",
@@ -122,6 +141,12 @@ class ChallengeAdmin(AuditAdmin):
         (_("Client"), {"fields": ("client_ip", "user_agent")}),
     )
     readonly_fields = tuple(field for _title, block in fieldsets for field in block["fields"])
+    masked_fields = {"phone": "masked_phone", "device": "device_masked", "user": "user_masked"}
+    device_masked = masked_link("device", _label(Challenge, "device"))
+    user_masked = masked_user("user", _label(Challenge, "user"))
+
+    def phone_of(self, obj: Challenge) -> str:
+        return obj.phone
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         newest = Message.objects.filter(challenge=OuterRef("pk")).order_by("-created_at", "-pk")
@@ -217,7 +242,7 @@ CHALLENGE_COLUMNS: list[tuple[str, Any]] = [
     ("challenge", lambda c: c.pk),
     ("phone", lambda c: mask_phone(c.phone)),
     ("region", lambda c: c.region),
-    ("user", lambda c: c.user.get_username() if c.user_id else ""),
+    ("user", lambda c: redact_phone(c.user.get_username(), c.phone) if c.user_id else ""),
     ("purpose", lambda c: c.purpose),
     ("status", lambda c: c.status),
     ("attempts", lambda c: c.attempts),
@@ -280,6 +305,27 @@ class MessageAdmin(AuditAdmin):
         "text_masked",
         "challenge_link",
     )
+    masked_fields = {
+        "phone": "masked_phone",
+        "error_text": "error_text_redacted",
+        "text_masked": "text_redacted",
+    }
+    error_text_redacted = MessageInline.error_text_redacted
+    text_redacted = MessageInline.text_redacted
+
+    def phone_of(self, obj: Message) -> str:
+        return obj.phone
+
+    def purgeable_q(self, cutoff: Any) -> Q:
+        # As sms2fa_purge: a message goes with its challenge (even a fresh
+        # resend of an old one), or by its own age when it has none.
+        return Q(challenge__created_at__lt=cutoff) | Q(
+            challenge__isnull=True, created_at__lt=cutoff
+        )
+
+    def is_purgeable(self, obj: Message) -> bool:
+        anchor = obj.challenge if obj.challenge_id else obj
+        return anchor.created_at < retention.cutoff_for()
 
     def search_q(self, term: str) -> Q:
         conditions = [Q(provider_message_id=term[:128])]
@@ -320,7 +366,7 @@ class RefusalAdmin(AuditAdmin):
         "reason",
         "limit",
         "masked_phone",
-        "user",
+        "user_masked",
         "client_ip",
         "retry_after",
     )
@@ -339,6 +385,11 @@ class RefusalAdmin(AuditAdmin):
         "client_ip",
         "retry_after",
     )
+    masked_fields = {"phone": "masked_phone", "user": "user_masked"}
+    user_masked = masked_user("user", _label(Refusal, "user"))
+
+    def phone_of(self, obj: Refusal) -> str:
+        return obj.phone
 
     def search_q(self, term: str) -> Q:
         conditions = []
@@ -370,7 +421,15 @@ class DeviceEventAdmin(AuditAdmin):
     # The record of every phone ever bound (NIST SP 800-63B-4 §4.1): kept
     # even after the device and the user are gone, and never deleted here.
     deletable = False
-    list_display = ("created_at", "action", "masked_number", "user", "actor", "client_ip", "device")
+    list_display = (
+        "created_at",
+        "action",
+        "masked_number",
+        "user_masked",
+        "actor",
+        "client_ip",
+        "device_masked",
+    )
     list_select_related = ("user", "actor", "device")
     list_filter = ("action", DATE_FILTER)
     search_fields = ("number",)
@@ -386,6 +445,12 @@ class DeviceEventAdmin(AuditAdmin):
         "client_ip",
         "device",
     )
+    masked_fields = {"number": "masked_number", "device": "device_masked", "user": "user_masked"}
+    device_masked = masked_link("device", _label(DeviceEvent, "device"))
+    user_masked = masked_user("user", _label(DeviceEvent, "user"))
+
+    def phone_of(self, obj: DeviceEvent) -> str:
+        return obj.number
 
     def search_q(self, term: str) -> Q:
         conditions = []
@@ -410,8 +475,8 @@ class PhoneDeviceAdmin(AuditAdmin):
 
     list_display = (
         "masked_number",
-        "user",
-        "name",
+        "user_masked",
+        "name_redacted",
         "confirmed",
         "last_used_at",
         "lock_status",
@@ -424,6 +489,8 @@ class PhoneDeviceAdmin(AuditAdmin):
     ordering = ("-pk",)
     sortable_by = ()
     actions = ("unlock", "reset_failures")
+    # Removing a phone is not purging the audit: any device can be removed.
+    deletes_like_the_purge = False
     inlines = (DeviceEventInline,)
     fields = readonly_fields = (
         "user",
@@ -435,6 +502,13 @@ class PhoneDeviceAdmin(AuditAdmin):
         "lock_status",
         "failures",
     )
+    # A site may name a device after its number.
+    masked_fields = {"number": "masked_number", "name": "name_redacted", "user": "user_masked"}
+    name_redacted = masked_display("name", lambda d: d.number, _label(PhoneDevice, "name"))
+    user_masked = masked_user("user", _label(PhoneDevice, "user"))
+
+    def phone_of(self, obj: PhoneDevice) -> str:
+        return obj.number
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Removing a phone is an ordinary, recorded admin action (a lost phone).
@@ -509,8 +583,73 @@ class PhoneDeviceAdmin(AuditAdmin):
             device_flows.delete_device(device, actor=request.user, client_ip=ip)
 
 
+# ----------------------------------------------------------------- audit records
+
+
+class AuditActionFilter(admin.SimpleListFilter):
+    title = _("action")
+    parameter_name = "action"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return AuditRecord._meta.get_field("action").choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(AuditAdmin):
+    """Who was shown a full number, and every deletion of audit rows. Never
+    changed or deleted here (nor by sms2fa_purge); the number stays masked
+    even for staff who may see full numbers elsewhere."""
+
+    deletable = False
+    list_display = (
+        "created_at",
+        "action",
+        "actor_repr",
+        "client_ip",
+        "object_type",
+        "object_id",
+        "masked_phone",
+        "count",
+        "cutoff",
+    )
+    list_filter = (AuditActionFilter, DATE_FILTER)
+    search_fields = ("phone",)
+    search_help_text = _("A phone number (any format), an exact username or an object id.")
+    ordering = ("-created_at",)
+    sortable_by = ("created_at",)
+    fields = readonly_fields = (
+        "created_at",
+        "action",
+        "actor",
+        "actor_repr",
+        "client_ip",
+        "object_type",
+        "object_id",
+        "masked_phone",
+        "count",
+        "cutoff",
+        "detail",
+    )
+
+    def search_q(self, term: str) -> Q:
+        conditions = [Q(object_id=term[:64])]
+        if phone := as_phone(term):
+            conditions.append(Q(phone=phone))
+        if users := user_ids(term):
+            conditions.append(Q(actor_id__in=users))
+        return any_of(conditions)
+
+    @admin.display(description=_("phone"))
+    def masked_phone(self, obj: AuditRecord) -> str:
+        return mask_phone(obj.phone)
+
+
 __all__ = [
     "AuditPaginator",
+    "AuditRecordAdmin",
     "ChallengeAdmin",
     "DeviceEventAdmin",
     "MessageAdmin",

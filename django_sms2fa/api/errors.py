@@ -35,6 +35,7 @@ STATUS_BY_CODE: dict[str, int] = {
     domain.InvalidPhoneToken.code: 400,
     domain.PhoneAlreadyEnrolled.code: 409,
     domain.SecondFactorRequired.code: 403,
+    domain.PasswordlessDisabled.code: 404,
     domain.ChallengeNotFound.code: 404,
     domain.DeviceNotFound.code: 404,
     domain.ChallengeExpired.code: 410,
@@ -52,6 +53,7 @@ STATUS_BY_CODE: dict[str, int] = {
     domain.ProviderError.code: 503,
     domain.ProviderRejected.code: 503,
     domain.ProviderUnavailable.code: 503,
+    domain.LimitsUnavailable.code: 503,
 }
 
 

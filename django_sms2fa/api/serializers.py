@@ -161,6 +161,7 @@ ERROR_CODE_TEXT: dict[str, str] = {
     "invalid_credentials": "wrong username or password",
     "second_factor_required": "the session must first prove a second factor",
     "challenge_not_found": "no such challenge, or not this client's, or not for this endpoint",
+    "passwordless_disabled": "passwordless login is off on this site (`PASSWORDLESS_LOGIN`)",
     "device_not_found": "no such phone for this user",
     "phone_already_enrolled": "this number is already confirmed for the user",
     "challenge_expired": "the code has expired",
@@ -178,6 +179,7 @@ ERROR_CODE_TEXT: dict[str, str] = {
     "number_not_allowed": "a valid number that this site does not send codes to (its "
     "country or kind of number)",
     "delivery_failed": "the SMS provider could not be reached or refused the SMS",
+    "service_unavailable": "the cache that holds the limits is down: nothing was sent or checked",
 }
 
 _STATUS_TEXT = {

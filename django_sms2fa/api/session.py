@@ -12,6 +12,7 @@ from ..session import (  # noqa: F401
     extend_pending_login,
     get_pending_login,
     owns_challenge,
+    passwordless_enabled,
     pending_login_user,
     phone_login_backend,
     remember_challenge,

@@ -12,27 +12,32 @@ from typing import Any
 from django_otp import login as otp_login
 from rest_framework import status
 from rest_framework.authentication import BasicAuthentication
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from django.contrib.auth import authenticate, login
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from .. import device_flows, flows, login_flows
+from .. import device_flows, flows, login_flows, ratelimit
 from ..adapter import get_adapter
-from ..client import client_info
+from ..client import client_info, limit_key
 from ..conf import app_settings
 from ..exceptions import (
     ChallengeNotFound,
     InvalidCredentials,
+    PasswordlessDisabled,
 )
+from ..masked import MaskedStr
 from ..models import Challenge, PhoneDevice, Purpose
 from . import serializers as s
 from . import session
 from .errors import exception_handler
+from .parsers import JSONOnlyNegotiation, JSONParser
 from .schema import extend_schema
 
 PHONE_BACKEND = "django_sms2fa.backends.PhoneCodeBackend"
@@ -45,7 +50,7 @@ CODE_CHECK_ERRORS: dict[int, list[str]] = {
     413: ["request_too_large"],
     415: ["unsupported_media_type"],
     429: ["rate_limited", "too_many_attempts", "verification_locked"],
-    503: ["delivery_failed"],
+    503: ["delivery_failed", "service_unavailable"],
 }
 
 
@@ -54,11 +59,18 @@ def is_verified(request: Request) -> bool:
     return bool(check and check())
 
 
+# Passwords and codes arrive here: a 500's report (AdminEmailHandler) shows
+# no POST field and no local variable of the view or of anything it calls.
+@method_decorator([sensitive_post_parameters(), sensitive_variables()], name="dispatch")
 class Sms2faAPIView(APIView):
     permission_classes = [AllowAny]
     # JSON only: a cross-site HTML form can post form-encoded bodies, and the
-    # anonymous endpoints (login/, challenges/) are not CSRF-protected.
+    # anonymous endpoints (login/, challenges/) are not CSRF-protected. The
+    # parser turns any body it cannot take (deep nesting included) into 400.
     parser_classes = [JSONParser]
+    # JSON answers only, whatever Accept says (no browsable HTML, no 406).
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnlyNegotiation
 
     def get_authenticators(self) -> list[Any]:
         return [
@@ -107,6 +119,13 @@ def _challenge_body(challenge: Challenge) -> dict[str, Any]:
     return s.ChallengeSerializer(challenge).data
 
 
+def _require_passwordless() -> None:
+    """Passwordless login is opt-in (``PASSWORDLESS_LOGIN`` and
+    ``PhoneCodeBackend``): off, its endpoints answer 404 and send nothing."""
+    if not session.passwordless_enabled():
+        raise PasswordlessDisabled()
+
+
 # ------------------------------------------------------------------ challenges
 
 
@@ -123,10 +142,11 @@ class ChallengeListView(Sms2faAPIView):
                 {
                     400: ["invalid", "parse_error", "invalid_phone", "number_not_allowed"],
                     403: ["permission_denied"],
+                    404: ["passwordless_disabled"],
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited", "verification_locked", "destination_suspended"],
-                    503: ["delivery_failed"],
+                    503: ["delivery_failed", "service_unavailable"],
                 }
             ),
         },
@@ -142,6 +162,7 @@ class ChallengeListView(Sms2faAPIView):
     def post(self, request: Request) -> Response:
         data = _valid(s.ChallengeRequestSerializer, request)
         if data["purpose"] == Purpose.PASSWORDLESS:
+            _require_passwordless()
             challenge = login_flows.start_passwordless(data["phone"], client=client_info(request))
         else:
             user = request.user if request.user.is_authenticated else None
@@ -185,7 +206,7 @@ class ChallengeResendView(Sms2faAPIView):
                 {
                     400: ["number_not_allowed"],
                     403: ["permission_denied"],
-                    404: ["challenge_not_found"],
+                    404: ["challenge_not_found", "passwordless_disabled"],
                     409: ["challenge_queued"],
                     410: [
                         "challenge_expired",
@@ -199,7 +220,7 @@ class ChallengeResendView(Sms2faAPIView):
                         "verification_locked",
                         "destination_suspended",
                     ],
-                    503: ["delivery_failed"],
+                    503: ["delivery_failed", "service_unavailable"],
                 }
             ),
         },
@@ -210,6 +231,8 @@ class ChallengeResendView(Sms2faAPIView):
     )
     def post(self, request: Request, challenge_id: str) -> Response:
         challenge = self.owned_challenge(request, challenge_id)
+        if challenge.purpose == Purpose.PASSWORDLESS:
+            _require_passwordless()
         challenge = flows.resend_challenge(challenge.pk, client=client_info(request))
         # A pending login lives as long as its code: a resend extends both.
         session.extend_pending_login(request, challenge)
@@ -225,7 +248,7 @@ class ChallengeVerifyView(Sms2faAPIView):
                 {
                     **CODE_CHECK_ERRORS,
                     403: ["permission_denied"],
-                    404: ["challenge_not_found"],
+                    404: ["challenge_not_found", "passwordless_disabled"],
                 }
             ),
         },
@@ -240,9 +263,10 @@ class ChallengeVerifyView(Sms2faAPIView):
         data = _valid(s.CodeSerializer, request)
         challenge = self.owned_challenge(request, challenge_id)
         if challenge.purpose == Purpose.PASSWORDLESS:
+            _require_passwordless()
             user, device = login_flows.finish_passwordless(challenge.pk, data["code"])
-            # Logged in but not verified: one factor (see session.py).
-            session.complete_passwordless_login(request._request, user)
+            # Logged in but not verified: one factor, bound to that phone (session.py).
+            session.complete_passwordless_login(request._request, user, device)
             body = get_adapter().login_response(request, user)
             return Response({"verified": True, "purpose": challenge.purpose, **body})
         if challenge.purpose != Purpose.VERIFY_PHONE or challenge.device_id is not None:
@@ -273,7 +297,7 @@ class LoginView(Sms2faAPIView):
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited", "verification_locked", "destination_suspended"],
-                    503: ["delivery_failed"],
+                    503: ["delivery_failed", "service_unavailable"],
                 }
             ),
         },
@@ -289,7 +313,14 @@ class LoginView(Sms2faAPIView):
     )
     def post(self, request: Request) -> Response:
         data = _valid(s.LoginSerializer, request)
-        user = authenticate(request._request, username=data["username"], password=data["password"])
+        # Counted per username and per IP before the password is checked
+        # (ratelimit.password_guess); locked answers 429 alike for every username.
+        client = client_info(request)
+        with ratelimit.password_guess(data["username"], limit_key(client.ip)) as guess:
+            user = authenticate(
+                request._request, username=data["username"], password=MaskedStr(data["password"])
+            )
+            guess.right = user is not None
         if user is None:
             raise InvalidCredentials()
         session.clear_pending_login(request)
@@ -328,7 +359,7 @@ class LoginVerifyView(Sms2faAPIView):
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited", "too_many_attempts", "verification_locked"],
-                    503: ["delivery_failed"],
+                    503: ["delivery_failed", "service_unavailable"],
                 }
             ),
         },
@@ -382,7 +413,7 @@ class DeviceListView(Sms2faAPIView):
                     413: ["request_too_large"],
                     415: ["unsupported_media_type"],
                     429: ["rate_limited", "verification_locked", "destination_suspended"],
-                    503: ["delivery_failed"],
+                    503: ["delivery_failed", "service_unavailable"],
                 }
             ),
         },
@@ -470,6 +501,7 @@ class DeviceDetailView(Sms2faAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@sensitive_variables()
 def _valid(serializer_class: type, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)

@@ -2,11 +2,11 @@
 
 AxelNAC is a network access control system (a PacketFence derivative) run on
 the customer's own premises. It is not an OTP API. What it offers is "send a
-guest user's credentials by SMS" (docs.axel.pro, entry 188,
-shared/provider-docs/003): we give it a guest account (``pid``) and a password,
+guest user's credentials by SMS" (docs.axel.pro, entry 188;
+docs/providers/axelnac.md): we give it a guest account (``pid``) and a password,
 and the NAC texts that password, through its own SMS gateway and auth source
 (``source_id``), to the telephone number stored on the guest's record. This
-client uses that as mode (b) of shared/providers.md: **we make the code, the
+client uses that as mode (b) of docs/providers/modes.md: **we make the code, the
 NAC carries it as the guest password, and we check it locally**
 (``Capabilities(accepts_code=True)``). The NAC never checks our codes.
 
@@ -27,8 +27,8 @@ Consequences the code below depends on:
   callable ``(sms) -> str``), by default the Django username
   (``sms.username``). No pid, no HTTP call: ``ProviderRejected("no_pid")``.
 
-The API, quoted where the code depends on it (PacketFence sources named in
-shared/providers.md section 4; AxelNAC-only facts from entry 188):
+The API, quoted where the code depends on it (PacketFence's API, as
+docs/providers/axelnac.md describes it; AxelNAC-only facts from entry 188):
 
 * ``POST /api/v1/login`` ``{"username", "password"}`` → ``200 {"token": …}``;
   ``401 {"message": "Wasn't able to authenticate those credentials"}``;

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..exceptions import ProviderError, Sms2faConfigurationError
 from ..types import Capabilities, DeliveryReport, OutgoingSms, SendResult
+from .redaction import blank_known_codes
 
 
 class InvalidDeliveryReport(ValueError):
@@ -64,6 +65,12 @@ class BaseProvider:
             result = self._send(sms)
         except ProviderError as err:
             err.provider = err.provider or self.alias
+            # Whatever the provider module blanked, the code this SMS carries
+            # never leaves in the error's text, in any spelling (an echo of our
+            # request may space, dash or encode it). The flows scrub again
+            # before anything is stored (redaction.scrub_provider_text).
+            err.provider_text = blank_known_codes(err.provider_text, [sms.code])[:500]
+            err.provider_code = blank_known_codes(err.provider_code, [sms.code])[:64]
             raise
         if not isinstance(result, SendResult):
             raise TypeError(f"{type(self).__name__}._send() must return a SendResult")

@@ -83,8 +83,8 @@ QUOTA_CODES = frozenset({"1006"})
 # text, with the code in it; the number is already on the Message row.
 _DROPPED_FIELDS = frozenset({"message", "text", "code", "phone_number", "phone"})
 # Where a callback may carry the message id. GoSMS does not document the
-# webhook payload (shared/providers.md: "The payload format is not
-# documented"), so the usual names are tried, at the top level and inside one
+# webhook payload (docs/providers/gosms.md, "Limits": no documented
+# payload), so the usual names are tried, at the top level and inside one
 # wrapping object. ``message`` is GoSMS's name for the text, so a string there
 # is never read as an id.
 _CALLBACK_ID_KEYS = ("id", "sms_id", "smsId", "message_id", "messageId")

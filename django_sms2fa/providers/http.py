@@ -4,7 +4,10 @@ What every provider client gets from here:
 
 * one pooled ``requests.Session`` per configured provider (providers are built
   once per alias), with keep-alive, safe to share between threads;
-* connect and read timeouts (``connect_timeout``, ``read_timeout`` options);
+* connect and read timeouts (``connect_timeout``, ``read_timeout`` options)
+  and a total deadline per call (``total_timeout``, by default their sum): the
+  read timeout bounds each socket read, so without it an answer dripped byte
+  by byte could hold a call for days;
 * **no blind re-send**: a request is retried only when it provably never
   reached the provider (connection refused, DNS failure, connect timeout —
   urllib3's *connect* retries). A read timeout, a dropped connection after
@@ -19,26 +22,43 @@ What every provider client gets from here:
   error text and from urllib3's debug log lines, which print request paths;
 * TLS verification always on; ``ca_bundle`` replaces the trust store for
   self-signed deployments (AxelNAC); plain ``http://`` only to loopback, for
-  tests; link-local addresses (cloud metadata at 169.254.169.254) refused.
+  tests; link-local and metadata addresses (169.254.169.254) refused in every
+  spelling of the address and for names resolving to them, when the provider is
+  built and again on the address each new connection reaches.
 """
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import json
 import logging
 import re
+import socket
 import threading
+import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 from urllib3.util.retry import Retry
 
-from ..exceptions import ProviderRejected, ProviderUnavailable, Sms2faConfigurationError
+from ..exceptions import (
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    Sms2faConfigurationError,
+)
 from .base import BaseProvider
+from .redaction import unfold
 
 logger = logging.getLogger("django_sms2fa.providers")
 
@@ -71,9 +91,18 @@ class _SecretRegistry:
             self._secrets.difference_update(secrets)
 
     def redact(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        # An echo may carry a secret encoded (percent-escapes, JSON \u
+        # escapes, HTML entities): then the text is kept decoded, without it,
+        # before anyone shortens it and cuts an encoded secret in half.
+        unfolded = unfold(text)
+        if unfolded != text and any(secret in unfolded for secret in secrets):
+            for secret in secrets:
+                unfolded = unfolded.replace(secret, REDACTED)
+            return unfolded
         return text
 
 
@@ -145,29 +174,404 @@ class HttpAnswer:
         return int(value) if value.strip().isdigit() else None
 
 
+# ----------------------------------------------------------------- addresses
+#
+# A guard that pattern-matches a host can be walked around by spelling the
+# address differently: 169.254.169.254 is also 2852039166, 0xA9FEA9FE,
+# 0251.0376.0251.0376, 169.254.43518, [::ffff:169.254.169.254] or a name that
+# resolves to it. So hosts are *parsed* the way the C library and urllib3 will
+# read them (inet_aton's 1 to 4 parts in decimal, octal or hex; IPv6 with
+# embedded IPv4; names resolved with getaddrinfo), and every address they can
+# reach is judged with ``ipaddress``. Names are judged again at connect time,
+# on the very addresses the socket then connects to (DNS rebinding).
+
+#: Cloud metadata services outside the link-local range: AWS's IPv6 endpoint,
+#: Alibaba Cloud, Azure's WireServer, Oracle Cloud's legacy one.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("fd00:ec2::254", "100.100.100.200", "168.63.129.16", "192.0.0.192")
+)
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_INET_ATON_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class ForbiddenAddress(NewConnectionError):
+    """A connection refused before it was made: the host resolved to an address
+    no provider may live at (link-local, metadata …)."""
+
+
+def normalize_host(host: str) -> str:
+    """``host`` as the HTTP client will look it up.
+
+    requests IDNA-encodes non-ASCII hosts, which folds compatibility forms
+    (fullwidth digits, ideographic full stops) to ASCII; a trailing dot only
+    marks a fully qualified name. Zone ids of IPv6 literals are kept.
+    """
+    host = unicodedata.normalize("NFKC", host.strip()).replace("\u3002", ".").lower()
+    return host[:-1] if host.endswith(".") and not host.endswith("..") else host
+
+
+def _inet_aton(text: str) -> ipaddress.IPv4Address | None:
+    """IPv4 as ``inet_aton`` (and so getaddrinfo) reads it: 1-4 parts, each
+    decimal, octal (leading 0) or hex (0x); the last fills the remaining bytes."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_INET_ATON_PART.fullmatch(p) for p in parts):
+        return None
+    numbers = []
+    for part in parts:
+        if part[:2].lower() == "0x":
+            numbers.append(int(part[2:] or "0", 16))
+        elif part.startswith("0"):
+            numbers.append(int(part, 8))
+        else:
+            numbers.append(int(part))
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def literal_addresses(host: str) -> list[IPAddress]:
+    """Every address a literal ``host`` can mean (``[]`` for a name)."""
+    host = normalize_host(host)
+    found: list[IPAddress] = []
+    try:
+        found.append(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    parsed = _inet_aton(host)
+    if parsed is not None:
+        found.append(parsed)
+    try:
+        # The platform's own reading, in case it is laxer than ours.
+        found.append(ipaddress.IPv4Address(socket.inet_aton(host)))
+    except (OSError, UnicodeError, ValueError):
+        pass
+    return list(dict.fromkeys(found))
+
+
+def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo …)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    plain = ipaddress.IPv6Address(int(ip))  # without a zone id
+    found = [a for a in (plain.ipv4_mapped, plain.sixtofour) if a is not None]
+    if plain.teredo is not None:
+        found.extend(plain.teredo)
+    if any(plain in net for net in _NAT64) or (
+        plain in _IPV4_COMPATIBLE and int(plain) > 1  # not :: nor ::1
+    ):
+        found.append(ipaddress.IPv4Address(int(plain) & 0xFFFFFFFF))
+    return found
+
+
+def is_loopback_address(ip: IPAddress) -> bool:
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def address_problem(ip: IPAddress, *, plain_http: bool = False) -> str:
+    """Why no provider call may go to ``ip`` (``""`` when it may)."""
+    for candidate in (ip, *_embedded_ipv4(ip)):
+        plain = (
+            ipaddress.IPv6Address(int(candidate))
+            if isinstance(candidate, ipaddress.IPv6Address)
+            else candidate
+        )
+        if plain in METADATA_ADDRESSES:
+            return "points at a cloud metadata address"
+        if plain.is_link_local:
+            return "points at a link-local address (cloud metadata lives there)"
+        if plain.is_multicast:
+            return "points at a multicast address"
+        if plain.is_unspecified or (
+            isinstance(plain, ipaddress.IPv4Address)
+            and (plain in _THIS_NETWORK or plain.is_reserved)
+        ):
+            return "points at an unspecified or reserved address"
+    if plain_http and not is_loopback_address(ip):
+        return "must use https:// (plain http is only allowed to loopback, for tests)"
+    return ""
+
+
+def resolve(host: str, port: int) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` as urllib3 calls it: TCP, the families it would try."""
+    return socket.getaddrinfo(normalize_host(host), port, allowed_gai_family(), socket.SOCK_STREAM)
+
+
 def check_base_url(url: str, *, alias: str) -> str:
-    """Validate a configured base URL (shared/security.md item 32)."""
+    """Validate a configured base URL (docs/security.md item 32).
+
+    https:// only (plain http to loopback, for tests); no credentials in the
+    URL; never an address in the link-local range (cloud metadata at
+    169.254.169.254), a known metadata address, multicast or unspecified —
+    in any spelling of the address, nor a name that resolves to one.
+    Private and loopback addresses stay allowed (on-premises gateways).
+    """
     parts = urlsplit(url)
     host = parts.hostname or ""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    loopback = host == "localhost" or (ip is not None and ip.is_loopback)
     problem = ""
-    if parts.scheme not in ("https", "http") or not host:
+    try:
+        port = parts.port
+    except ValueError:
+        port, problem = None, "has an invalid port"
+    addresses = literal_addresses(host) if host else []
+    loopback = normalize_host(host) == "localhost" or (
+        bool(addresses) and all(is_loopback_address(a) for a in addresses)
+    )
+    if problem:
+        pass
+    elif parts.scheme not in ("https", "http") or not host:
         problem = "must be an absolute https:// URL"
     elif parts.scheme == "http" and not loopback:
         problem = "must use https:// (plain http is only allowed to loopback, for tests)"
-    elif ip is not None and (ip.is_link_local or ip.is_multicast or ip.is_unspecified):
-        problem = "points at a link-local, multicast or unspecified address"
     elif parts.username or parts.password:
         problem = "must not hold credentials; use the provider's options"
+    else:
+        problem = next(filter(None, (address_problem(a) for a in addresses)), "")
+    if not problem and not addresses:
+        problem = _resolved_problem(
+            host,
+            port or (443 if parts.scheme == "https" else 80),
+            plain_http=parts.scheme == "http",
+        )
     if problem:
         raise Sms2faConfigurationError(
             f"SMS provider {alias!r}: base_url {problem}.", check_id="sms2fa.E002"
         )
     return url.rstrip("/")
+
+
+def _resolved_problem(host: str, port: int, *, plain_http: bool) -> str:
+    """The problem with any address ``host`` resolves to now, if it resolves.
+
+    A name that does not resolve here (no DNS at build time) is not refused:
+    the connection guard judges it again when a call connects.
+    """
+    try:
+        infos = resolve(host, port)
+    except (OSError, UnicodeError):
+        return ""
+    for info in infos:
+        try:
+            ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        except ValueError:
+            continue
+        problem = address_problem(ip, plain_http=plain_http)
+        if problem:
+            return problem.replace("points at", "resolves to", 1)
+    return ""
+
+
+# ------------------------------------------------------- deadline and guard
+#
+# requests' read timeout bounds each socket read, not the answer: a server
+# that drips one byte just inside the timeout holds a call for as long as it
+# likes (a 256 KiB answer at one byte per 15 s: 45 days). Each call therefore
+# has a total deadline. A watchdog thread shuts the call's socket down when it
+# passes, which wakes the blocked read at once, whichever phase it is in
+# (status line, headers, body; plain or inside TLS). Python's TLS handshake
+# bounds itself: its socket timeout covers the whole handshake.
+
+
+class _CallState:
+    """One provider call's deadline and the sockets it uses."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.sent = False  # a byte of the request went out
+        self.expired = False
+        self.finished = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if self.finished:
+                return
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.finished:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished = True
+            self._sockets.clear()
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down for reading and writing, waking any blocked call on it.
+
+    The socket module's own ``shutdown`` is used on TLS sockets too (their
+    override would drop the TLS state under the reading thread). A raw socket
+    that TLS has taken over (detached) is left alone: Python's TLS handshake
+    already bounds itself by the socket timeout as a whole, and the deadline
+    is checked again when it returns.
+    """
+    if sock.fileno() == -1:
+        return
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: nothing left to wake
+
+
+class _Watchdog:
+    """One daemon thread that expires calls whose deadline has passed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _CallState]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, state: _CallState) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (state.deadline, next(self._order), state))
+            if self._thread is None or not self._thread.is_alive():
+                # Also after a fork: the child has no watchdog thread.
+                self._thread = threading.Thread(
+                    target=self._run, name="sms2fa-provider-deadline", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2].finished:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    delay = self._heap[0][0] - time.monotonic()
+                    if delay <= 0:
+                        state = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(delay)
+            state.expire()
+
+
+_watchdog = _Watchdog()
+_local = threading.local()
+
+
+def _current_call() -> _CallState | None:
+    return getattr(_local, "call", None)
+
+
+class _GuardedConnectionMixin:
+    """Connects only to vetted addresses, and lends its socket to the deadline.
+
+    The host is resolved here and every address it resolves to is judged
+    (:func:`address_problem`); then, once urllib3 has connected, the address
+    the socket actually reached is judged again, before any byte is sent: a
+    name cannot pass the check with one address and connect to another (DNS
+    rebinding). TLS still verifies the certificate against the host name.
+    """
+
+    plain_http = False
+
+    def _new_conn(self) -> socket.socket:
+        host = self._dns_host  # type: ignore[attr-defined]
+        try:
+            infos = resolve(host, self.port)  # type: ignore[attr-defined]
+        except (OSError, UnicodeError):
+            infos = []  # urllib3 reports the failure in its own words below
+        for info in infos:
+            self._refuse_if_forbidden(str(info[4][0]))
+        sock = super()._new_conn()  # type: ignore[misc]
+        # The address actually connected to, not the one resolved a moment
+        # ago: a rebinding name cannot swap one in between. Nothing has been
+        # sent on the socket yet (TLS starts after this returns).
+        try:
+            peer = str(sock.getpeername()[0])
+        except (OSError, IndexError, TypeError):
+            peer = ""
+        if peer:
+            try:
+                self._refuse_if_forbidden(peer)
+            except ForbiddenAddress:
+                sock.close()
+                raise
+        call = _current_call()
+        if call is not None:
+            call.attach(sock)
+        return sock
+
+    def _refuse_if_forbidden(self, address: str) -> None:
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return
+        problem = address_problem(ip, plain_http=self.plain_http)
+        if problem:
+            raise ForbiddenAddress(self, f"refused to connect: the host {problem}")  # type: ignore[arg-type]
+
+    def send(self, data: Any) -> None:
+        # http.client connects on the first send; done here first, so that
+        # "sent" below means a byte of the request may really have gone out.
+        if self.sock is None and self.auto_open:  # type: ignore[attr-defined]
+            self.connect()  # type: ignore[attr-defined]
+        call = _current_call()
+        if call is not None:
+            call.attach(self.sock)  # type: ignore[attr-defined]
+            call.sent = True
+        super().send(data)  # type: ignore[misc]
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    plain_http = True
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+_GUARDED_POOLS = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter with the guarded connection classes."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_GUARDED_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        # Through an HTTP(S) proxy (HTTPS_PROXY in the environment) the
+        # connection is to the proxy: its address is judged the same way and
+        # the deadline still holds. The target is resolved by the proxy; the
+        # build-time check of base_url is what applies to it then.
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = dict(_GUARDED_POOLS)
+        return manager
 
 
 class HttpProvider(BaseProvider):
@@ -189,11 +593,13 @@ class HttpProvider(BaseProvider):
         ca_bundle: str | None = None,
         connect_retries: int = 2,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        total_timeout: float | None = None,
         **options: Any,
     ) -> None:
         super().__init__(alias=alias, **options)
         self.base_url = check_base_url(base_url or self.default_base_url, alias=alias)
         self.timeout = (float(connect_timeout), float(read_timeout))
+        self.total_timeout = _check_total_timeout(total_timeout, self.timeout, alias)
         self.max_response_bytes = int(max_response_bytes)
         # TLS verification is never switched off: a self-signed deployment
         # names its CA bundle instead.
@@ -216,7 +622,7 @@ class HttpProvider(BaseProvider):
             backoff_factor=0.2,
             raise_on_status=False,
         )
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=10)
+        adapter = _GuardedAdapter(max_retries=retry, pool_connections=1, pool_maxsize=10)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["User-Agent"] = "django-sms2fa"
@@ -255,10 +661,64 @@ class HttpProvider(BaseProvider):
     ) -> HttpAnswer:
         """Send one request; return the answer, whatever its status.
 
+        The whole exchange — connect, TLS, request, status line, headers and
+        body — must end within ``total_timeout`` seconds.
+
         :raises ProviderUnavailable: the provider could not be reached
             (``may_have_sent=False``) or stopped answering after the request
-            went out (``may_have_sent=True``), or the body was too large.
+            went out (``may_have_sent=True``), or the body was too large, or
+            the answer was not complete by the deadline (``deadline_exceeded``,
+            ``may_have_sent=True`` once a byte of the request went out).
         """
+        call = _CallState(time.monotonic() + self.total_timeout)
+        outer = _current_call()
+        _local.call = call
+        _watchdog.arm(call)
+        try:
+            answer = self._exchange(
+                method,
+                path,
+                json_body=json_body,
+                data=data,
+                params=params,
+                headers=headers,
+                auth=auth,
+            )
+        except ProviderError:
+            if call.expired:
+                raise self._deadline_exceeded(call) from None
+            raise
+        finally:
+            _local.call = outer
+            call.finish()
+        if call.expired or time.monotonic() > call.deadline:
+            # The socket was shut at the deadline; what was read by then may
+            # look complete (a body without Content-Length) but is not trusted.
+            raise self._deadline_exceeded(call)
+        return answer
+
+    def _deadline_exceeded(self, call: _CallState) -> ProviderUnavailable:
+        # Once a byte of the request went out, like a read timeout: it may have
+        # been processed, so it is never repeated and the flows do not fail
+        # over. Before that (a slow connect), like a connect failure.
+        return ProviderUnavailable(
+            provider=self.alias,
+            provider_code="deadline_exceeded" if call.sent else "connect_failed",
+            provider_text=f"no complete answer within {self.total_timeout:g} s",
+            may_have_sent=call.sent,
+        )
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any,
+        data: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        auth: Any,
+    ) -> HttpAnswer:
         url = self.base_url + path
         try:
             response = self.session.request(
@@ -402,13 +862,28 @@ def _classify_connection_error(err: requests.ConnectionError) -> tuple[str, bool
     failures (NewConnectionError, NameResolutionError) happen before any byte
     is sent; a read timeout or "connection aborted" happens after.
     """
-    from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
     reason = err.args[0] if err.args else None
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
+    if isinstance(reason, ForbiddenAddress):
+        return "forbidden_address", False
     if isinstance(reason, NewConnectionError):
         return "connect_failed", False
     if isinstance(reason, ReadTimeoutError):
         return "timeout", True
     return "connection_error", True
+
+
+def _check_total_timeout(value: object, timeout: tuple[float, float], alias: str) -> float:
+    """The total deadline of one call: ``total_timeout``, else connect + read."""
+    if value is None:
+        return timeout[0] + timeout[1]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+        raise Sms2faConfigurationError(
+            f"SMS provider {alias!r}: the 'total_timeout' option must be a number of "
+            f"seconds above 0 and at most 3600.",
+            check_id="sms2fa.E002",
+        )
+    return float(value)

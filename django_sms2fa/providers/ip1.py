@@ -6,7 +6,7 @@ challenges armed for this provider have ``checked_by == "provider"`` and no
 ``code_hash``. Our own limits (expiry, attempts, single use) still apply on top
 of iP1's: the flows refuse a guess before this module is ever asked.
 
-The API, as its ASP.NET Web API help pages describe it (shared/providers.md §3):
+The API, as its ASP.NET Web API help pages describe it (docs/providers/ip1.md):
 
 * ``https://api.ip1sms.com``, JSON bodies, HTTP Basic auth with
   ``accountId:apiKey`` (e.g. ``ip1-12345:key``). The newer ``/v2`` API uses a
@@ -192,7 +192,7 @@ class IP1Provider(HttpProvider):
         # any of it reaches an error text or a log line.
         scrubbed = _scrub_answer(answer, code=code, phone=msisdn)
         if 400 <= answer.status < 500 and answer.status not in (401, 403, 429):
-            # shared/providers.md: "treat 4xx as invalid" -- a verdict on the
+            # docs/providers/ip1.md, "Errors": a 4xx answer is a verdict on the
             # code. 401/403 (credentials) and 429 (throttled) are not.
             logger.info(
                 "sms2fa: iP1 (%s) answered HTTP %s to a code check; counted as a wrong code: %s",

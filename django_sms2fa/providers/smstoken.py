@@ -16,7 +16,7 @@ API page: https://www.smstoken.com.br/api (Portuguese). Two endpoints on
 * ``POST /token/v1/check`` ``{key, number, code}`` → ``{"situacao": "OK",
   "checked": true, "descricao": "CODIGO VALIDADO COM SUCESSO"}``.
 
-Modes (DESIGN.md "Providers"):
+Modes (docs/providers/modes.md):
 
 * default — **(b)**: flows make the code, we pass it as ``code`` with a slot of
   exactly as many ``9`` as the code has digits, and the code is checked

@@ -1,6 +1,6 @@
 """telefon-ip.ru "authcalls": login codes by SMS through ``get_sms_code``.
 
-Modes (b) and (c) (shared/providers.md §2, DESIGN.md "Providers"):
+Modes (b) and (c) (docs/providers/modes.md; the API: docs/providers/telefonip.md):
 
 * **(b) our code** -- ``GET …/get_sms_code/{phone}/?code=NNNN``: "Если нужно
   отправить свой код, необходимо его передать в параметре code", and "Длина кода

@@ -52,6 +52,7 @@ SECRET_HEADER = "HTTP_X_SMS2FA_SECRET"
 
 @csrf_exempt  # called by a provider's servers: no browser, no CSRF token
 @require_POST
+@sensitive_variables("given", "secret")
 def delivery_report(request: HttpRequest, alias: str) -> JsonResponse:
     given = _take_secret(request)
     secret = app_settings.WEBHOOK_SECRETS.get(alias)

@@ -1,8 +1,9 @@
 """Settings for the django-sms2fa example site.
 
 Everything has a working default: no environment variables are needed to run
-it on SQLite with the console SMS provider (codes are printed in the terminal
-that runs the server).
+it on SQLite with the console SMS provider. Every SMS goes through a task queue
+in the database; ``run.sh`` starts the server and the task worker that sends
+them, so the codes are printed in the terminal that runs ``run.sh``.
 
 Optional environment variables:
 
@@ -10,12 +11,16 @@ Optional environment variables:
 * ``DJANGO_SECRET_KEY``      replace the fixed development key below.
 * ``EXAMPLE_ALLOWED_HOSTS``  comma-separated host names (default: local ones).
 * ``EXAMPLE_DB``             path of the SQLite database (default: example_project/db.sqlite3).
+* ``EXAMPLE_OUTBOX``         path of the dev outbox file (default: next to the database,
+                             ``db.outbox.jsonl``).
 
 This is a development example, not a production configuration.
 """
 
 import os
 from pathlib import Path
+
+import django
 
 # example_project/
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,6 +52,12 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_otp",
     "django_sms2fa",
+    # The task queue every SMS goes through (SMS2FA["SEND_VIA_TASKS"] below):
+    # django-tasks-db keeps it in this site's database, and its worker
+    # (`manage.py db_worker`, which run.sh starts next to the server) sends.
+    "django_tasks_db",
+    # Django 5.2 has no django.tasks: the backport provides it.
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
     "example",
 ]
 
@@ -90,8 +101,22 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         # EXAMPLE_DB moves it, e.g. for tests that run the site on a scratch copy.
         "NAME": os.environ.get("EXAMPLE_DB") or BASE_DIR / "db.sqlite3",
+        # Two processes write here: the server and the task worker. IMMEDIATE
+        # transactions wait for each other (up to "timeout" seconds) instead of
+        # failing with "database is locked".
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
     }
 }
+
+# The dev outbox (/dev/outbox/, DEBUG only): the worker process sends the SMS,
+# so the server reads them from a file both processes share, next to the
+# database (EXAMPLE_OUTBOX moves it). Codes are in it in clear: development only.
+EXAMPLE_OUTBOX_FILE = os.environ.get("EXAMPLE_OUTBOX") or str(
+    Path(DATABASES["default"]["NAME"]).with_suffix(".outbox.jsonl")
+)
+
+# The task backend SMS2FA["TASK_BACKEND"] names: a queue in the database above.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # Local memory is fine for one development process. In production the limit
 # counters need a cache shared by every process (see SMS2FA["CACHE"]).
@@ -127,6 +152,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SMS2FA = {
     "PROVIDERS": {"default": {"BACKEND": "example.sms.ConsoleOutboxProvider"}},
     "DEFAULT_REGION": "SE",
+    # Passwordless login (the phone's code alone) is opt-in; it also needs
+    # PhoneCodeBackend in AUTHENTICATION_BACKENDS below.
+    "PASSWORDLESS_LOGIN": True,
+    # The documented passwordless setup: the request only queues the SMS and a
+    # worker sends it, so a passwordless answer takes the same time whether or
+    # not the number has an account (sent in the request, the provider's
+    # latency would show for known numbers only). Check sms2fa.W041.
+    "SEND_VIA_TASKS": True,
+    "TASK_BACKEND": "default",
 }
 
 if os.environ.get("EXAMPLE_SEND_LIMITS") == "off":

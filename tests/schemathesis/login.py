@@ -4,7 +4,7 @@ client of that session sends (used by run.sh; standard library only).
     python login.py BASE_URL SERVER_LOG
 
 Password first (``login/``), then the SMS code, which the console provider
-printed to the server's output (SERVER_LOG), to ``login/verify/``. Prints two
+printed to the output of the site's task worker (SERVER_LOG), to ``login/verify/``. Prints two
 lines, ``Cookie: sessionid=...; csrftoken=...`` and ``X-CSRFToken: ...``: a
 session verified with a second factor, and the CSRF token Django requires of
 a logged-in session's unsafe requests.

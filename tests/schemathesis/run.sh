@@ -49,11 +49,14 @@ fi
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/sms2fa-schemathesis.XXXXXX")"
 server_pid=""
+worker_pid=""
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  for pid in $server_pid $worker_pid; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   if [ "${ST_KEEP:-0}" = "1" ]; then
     echo "schemathesis: kept $tmp"
   else
@@ -79,8 +82,13 @@ echo "== example site on a scratch database ($EXAMPLE_DB)"
 
 port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 base="http://127.0.0.1:$port"
-"${manage[@]}" runserver --noreload "127.0.0.1:$port" >"$tmp/server.log" 2>&1 &
+# The example queues every SMS (SEND_VIA_TASKS) and its task worker sends it:
+# both write to one log (appending), where login.py finds the demo user's code.
+: >"$tmp/server.log"
+"${manage[@]}" runserver --noreload "127.0.0.1:$port" >>"$tmp/server.log" 2>&1 &
 server_pid=$!
+"${manage[@]}" db_worker --interval 0.2 --no-startup-delay --no-reload >>"$tmp/server.log" 2>&1 &
+worker_pid=$!
 
 for _ in $(seq 120); do
   if ! kill -0 "$server_pid" 2>/dev/null; then

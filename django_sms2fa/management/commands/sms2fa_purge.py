@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import re
 import time
 from datetime import timedelta
@@ -45,12 +46,22 @@ def _summary(result: retention.PurgeResult) -> str:
     return f"{text} in {result.elapsed:.1f} s ({result.rows_per_second:.0f} rows/s)"
 
 
+def _who() -> str:
+    """The command and the system account that ran it, for the purge's audit record."""
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        account = "unknown"
+    return f"manage.py sms2fa_purge ({account})"
+
+
 class Command(BaseCommand):
     help = (
         "Delete challenges (with their messages), messages without a challenge and refusals "
         "older than the retention period, in batches. Safe to interrupt and run again. "
         "Device events (the record of every phone ever bound) are kept unless "
-        "--device-events is given."
+        "--device-events is given. Each run leaves an audit record (who, the cutoff, "
+        "the rows deleted); audit records are never purged."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -110,6 +121,7 @@ class Command(BaseCommand):
                 batch_size=batch_size,
                 progress=progress,
                 device_events=options["device_events"],
+                actor_repr=_who(),
             )
         except KeyboardInterrupt:
             # Every finished batch is committed; the one in flight rolled back.
