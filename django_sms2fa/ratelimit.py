@@ -218,16 +218,16 @@ def lock_delay(failures: int) -> int:
 def lock_state(subject: str, *, now: float | None = None) -> LockState:
     """The failure count of ``subject`` and how long it is still locked.
 
-    The count includes guesses being judged right now (their places are
-    taken before the verdict, :func:`reserve_guess`). The lock runs from the
-    last wrong code recorded; places only taken lock nothing yet (the gate of
-    :func:`reserve_guess` holds them to one at a time from the threshold on).
-    Were the time evicted alone, the next wrong code records it again: one
-    guess, not a way around the lock.
+    The count is of wrong codes already judged (``fail-s``), not of the
+    places guesses being judged right now hold (``fail-n``,
+    :func:`reserve_guess`): a burst in flight must not make the lock look
+    longer than its failures earned. The lock runs from the last wrong code
+    recorded. Were the time evicted alone, the next wrong code records it
+    again: one guess, not a way around the lock.
     """
     cache = _cache()
     now = time.time() if now is None else now
-    failures = cache.get(_key("fail-n", subject)) or 0
+    failures = cache.get(_key("fail-s", subject)) or 0
     if failures < app_settings.LOCKOUT_THRESHOLD:
         return LockState(failures, 0)
     last = cache.get(_key("fail-t", subject))
@@ -243,7 +243,8 @@ def record_failure(subject: str, *, now: float | None = None) -> int:
     cache = _cache()
     now = time.time() if now is None else now
     ttl = app_settings.LOCKOUT_MEMORY
-    failures = _count_up(_key("fail-n", subject), ttl)
+    _count_up(_key("fail-n", subject), ttl)
+    failures = _count_up(_key("fail-s", subject), ttl)
     cache.set(_key("fail-t", subject), now, timeout=ttl)
     return failures
 
@@ -253,7 +254,7 @@ class Guess:
     """A place in a subject's failure count, taken before a guess is judged."""
 
     subject: str
-    number: int  # the failure this guess is if it turns out wrong (1-based)
+    number: int  # its place in the count (settled failures + guesses in flight), 1-based
     gated: bool  # holds the one-at-a-time gate (from the threshold on)
 
 
@@ -289,7 +290,17 @@ def reserve_guess(subject: str, *, now: float | None = None) -> Guess:
         _count_down(key)
         raise VerificationLocked(limit="lockout", retry_after=1)
     guess = Guess(subject, number, gated=True)
-    earlier = number - 1
+    # The lock is judged on the failures already settled, not on ``number``:
+    # guesses refused at the gate a moment ago may not have given their
+    # places back yet, and would make the lock look longer than it is.
+    earlier = cache.get(_key("fail-s", subject)) or 0
+    if earlier < threshold - 1:
+        # Guesses admitted below the threshold are still being judged: their
+        # verdicts come first. (Places below the threshold number at most
+        # ``threshold - 1`` at once, so once that many are settled none is in
+        # flight, and no new one can be admitted below the threshold.)
+        release_guess(guess)
+        raise VerificationLocked(limit="lockout", retry_after=1)
     last = cache.get(_key("fail-t", subject))
     if earlier >= threshold and last is not None:
         remaining = math.ceil(last + lock_delay(earlier) - now)
@@ -300,16 +311,19 @@ def reserve_guess(subject: str, *, now: float | None = None) -> Guess:
 
 
 def settle_wrong(guess: Guess, *, now: float | None = None) -> int:
-    """The guess was wrong: its place stays as a failure, and the lock (if its
-    number reached the threshold) runs from now. Returns its number."""
+    """The guess was wrong: its place stays as a failure, and the lock (if the
+    settled failures reached the threshold) runs from now. Returns the number
+    of settled failures it makes (one atomic ``INCR``: each number is returned
+    once, so the moment the lock is first reached is seen by one guess)."""
     cache = _cache()
     now = time.time() if now is None else now
     ttl = app_settings.LOCKOUT_MEMORY
     cache.touch(_key("fail-n", guess.subject), timeout=ttl)
+    failures = _count_up(_key("fail-s", guess.subject), ttl)
     cache.set(_key("fail-t", guess.subject), now, timeout=ttl)
     if guess.gated:
         _leave_gate(guess.subject)
-    return guess.number
+    return failures
 
 
 def settle_right(guess: Guess) -> None:
@@ -353,7 +367,9 @@ def _leave_gate(subject: str) -> None:
 
 def reset_failures(subject: str) -> None:
     """A success clears this count — and only this one (no other limiter)."""
-    _cache().delete_many([_key("fail-n", subject), _key("fail-t", subject)])
+    _cache().delete_many(
+        [_key("fail-n", subject), _key("fail-s", subject), _key("fail-t", subject)]
+    )
 
 
 # ------------------------------------------------------------ pumping breaker

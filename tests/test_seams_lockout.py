@@ -194,18 +194,28 @@ def test_over_the_api_the_owner_still_logs_in(owner, outbox):
 
 @pytest.mark.django_db
 def test_reservations_stop_at_the_threshold():
-    """Ten guesses in flight, none judged yet: the eleventh is refused."""
+    """Nine guesses in flight, none judged yet: the tenth waits for their
+    verdicts; once they are wrong, it is judged, and its failure locks."""
     subject = "user:reservations"
-    held = [ratelimit.reserve_guess(subject) for _ in range(app_settings.LOCKOUT_THRESHOLD)]
+    threshold = app_settings.LOCKOUT_THRESHOLD
+    held = [ratelimit.reserve_guess(subject) for _ in range(threshold - 1)]
     with pytest.raises(VerificationLocked):
         ratelimit.reserve_guess(subject)
     # A guess that was not judged gives its place back.
     ratelimit.release_guess(held.pop())
-    assert ratelimit.lock_state(subject).failures == app_settings.LOCKOUT_THRESHOLD - 1
+    # Places in flight are not failures: nothing is locked before a verdict.
+    assert ratelimit.lock_state(subject) == ratelimit.LockState(0, 0)
     held.append(ratelimit.reserve_guess(subject))
     for guess in held:
         ratelimit.settle_wrong(guess)
+    last = ratelimit.reserve_guess(subject)  # the verdicts are in: judged
+    assert last.gated
+    with pytest.raises(VerificationLocked):
+        ratelimit.reserve_guess(subject)  # one at a time from the threshold on
+    ratelimit.settle_wrong(last)
     assert ratelimit.lock_state(subject) == ratelimit.LockState(10, 512)
+    with pytest.raises(VerificationLocked):
+        ratelimit.reserve_guess(subject)
 
 
 def test_a_right_code_gives_its_reservation_back(owner, outbox):
@@ -221,7 +231,8 @@ def test_a_refused_guess_leaves_the_challenge_and_the_count_alone(owner, outbox)
     """A guess refused for the lockout uses no attempt and counts no failure."""
     challenge = login_flows.start_second_factor(owner)
     held = [
-        ratelimit.reserve_guess(user_subject(owner)) for _ in range(app_settings.LOCKOUT_THRESHOLD)
+        ratelimit.reserve_guess(user_subject(owner))
+        for _ in range(app_settings.LOCKOUT_THRESHOLD - 1)
     ]
     for code in (wrong(outbox[-1].code), outbox[-1].code):
         with pytest.raises(VerificationLocked):

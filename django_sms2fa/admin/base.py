@@ -429,7 +429,13 @@ class AuditAdmin(PhoneMasking, admin.ModelAdmin):
             # "Are you sure you want to delete …" and "… was deleted" show
             # str(obj), a device's name.
             request._sms2fa_masked = (self.phone_of(obj),)
-            extra_context = {**(extra_context or {}), "object": _Masked(obj, (self.phone_of(obj),))}
+            masked = _Masked(obj, (self.phone_of(obj),))
+            # Django 5.2's template reads "object"; 6.x's reads "escaped_object".
+            extra_context = {
+                **(extra_context or {}),
+                "object": masked,
+                "escaped_object": str(masked),
+            }
         return super().delete_view(request, object_id, extra_context)
 
     def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
