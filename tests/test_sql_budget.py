@@ -6,6 +6,25 @@ leaving out session and auth bookkeeping: statements whose main table is
 and the savepoints Django puts around creating a session. Every statement of
 the budget is explained in bench/README.md. On failure the test prints the
 statements it counted.
+
+Commits (issue 13: at most 2 per request + verify cycle on the success path)
+are counted by ``CommitCounter`` at the end of this file, on a real
+autocommit connection (``django_db(transaction=True)``: inside the test
+wrapper's transaction nothing would ever commit). A *commit* is one
+transaction the database makes durable, whichever way it ends:
+
+* an explicit commit: Django's ``connection.commit()`` (the end of an outermost
+  ``transaction.atomic()`` block, or ``transaction.commit()``), counted by
+  wrapping the connection's ``_commit``, the one call that reaches the
+  driver's ``commit()`` (``COMMIT`` on PostgreSQL, sqlite3's ``commit()``);
+* an implicit one: each ``INSERT``, ``UPDATE`` or ``DELETE`` run in autocommit
+  mode outside any atomic block (the database commits it on its own; Django
+  sees no commit call), counted by ``connection.execute_wrapper``.
+
+Reads in autocommit mode are not counted: a read-only transaction writes no
+commit record (no WAL flush on PostgreSQL, no journal on SQLite). A commit
+whose writes all touch ``django_session``/``auth_user`` is bookkeeping, as for
+the statements; the budget holds both the app's commits and all of them.
 """
 
 from __future__ import annotations
@@ -15,7 +34,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bench.common import is_bookkeeping, main_table
+from bench.common import BOOKKEEPING_TABLES, is_bookkeeping, main_table
 from django_sms2fa import flows, login_flows
 from django_sms2fa.exceptions import IncorrectCode
 from django_sms2fa.models import PhoneDevice, Purpose
@@ -188,3 +207,174 @@ def test_password_then_code_through_the_api(client, outbox, user, device):
     assert answer.status_code == 200, answer.content
     assert_within(request, "API login", REQUEST_BUDGET)
     assert_within(verify, "API login/verify", VERIFY_BUDGET)
+
+
+# ---------------------------------------------------------------- commits
+
+#: Step -> (the app's commits today, all commits today, session and auth
+#: bookkeeping included), the same on SQLite and PostgreSQL. Lower them when a
+#: change removes a commit; a change that adds one fails. The module docstring
+#: says what a commit is.
+COMMITS_TODAY: dict[str, tuple[int, int]] = {
+    "flows request": (2, 2),
+    "flows verify": (2, 2),
+    "API challenges/ request": (2, 3),
+    "API challenges/ verify": (1, 1),
+    "API login/ request": (2, 3),
+    "API login/ verify": (2, 6),
+    "passwordless request": (2, 2),
+    "passwordless verify": (2, 2),
+}
+#: Issue 13's goal: at most 2 of the app's commits per request + verify cycle.
+COMMITS_GOAL_PER_CYCLE = 2
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+class CommitCounter:
+    """The transactions committed on ``connection`` while ``recording``.
+
+    Each commit is kept as the list of the main tables its writes touched
+    (empty for a transaction that wrote nothing).
+    """
+
+    def __init__(self) -> None:
+        self.commits: list[list[str]] = []
+        self.statements: list[str] = []
+        self._pending: list[str] = []  # tables written in the open transaction
+        self.recording = False
+
+    def install(self, monkeypatch: pytest.MonkeyPatch, wrapper) -> None:
+        counter = self
+        original = wrapper._commit
+
+        def counting_commit():
+            result = original()
+            if counter.recording:
+                counter.commits.append(counter._pending)
+            counter._pending = []
+            return result
+
+        monkeypatch.setattr(wrapper, "_commit", counting_commit)
+        self._wrapper = wrapper
+
+    def __call__(self, execute, sql, params, many, context):
+        """The execute wrapper: sees every statement with the transaction state."""
+        if self.recording:
+            self.statements.append(sql)
+            if sql.lstrip().upper().startswith(WRITES):
+                conn = context["connection"]
+                if conn.get_autocommit() and not conn.in_atomic_block:
+                    self.commits.append([main_table(sql)])
+                else:
+                    self._pending.append(main_table(sql))
+        return execute(sql, params, many, context)
+
+    def measure(self, step: str, into: dict[str, CommitCounter.Step]):
+        return _Recording(self, step, into)
+
+    class Step:
+        def __init__(self, commits: list[list[str]], statements: list[str]) -> None:
+            self.commits = commits
+            self.statements = statements
+
+        @property
+        def app(self) -> list[list[str]]:
+            return [c for c in self.commits if not c or set(c) - BOOKKEEPING_TABLES]
+
+        def describe(self) -> str:
+            return "; ".join("+".join(c) or "(no writes)" for c in self.commits) or "none"
+
+
+class _Recording:
+    def __init__(self, counter: CommitCounter, step: str, into: dict) -> None:
+        self.counter, self.step, self.into = counter, step, into
+
+    def __enter__(self) -> None:
+        self.counter.commits, self.counter.statements = [], []
+        self.counter.recording = True
+        self._hook = self.counter._wrapper.execute_wrapper(self.counter)
+        self._hook.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._hook.__exit__(*exc)
+        self.counter.recording = False
+        self.into[self.step] = CommitCounter.Step(self.counter.commits, self.counter.statements)
+
+
+@pytest.fixture
+def commit_device(django_user_model):
+    from .budget_support import DEVICE_PHONE, PASSWORD, USERNAME
+
+    user = django_user_model.objects.create_user(username=USERNAME, password=PASSWORD)
+    device = PhoneDevice.objects.create(
+        user=user, number=DEVICE_PHONE, name="phone", confirmed=True
+    )
+    return user, device
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("cycle", ["flows", "api_verify_phone", "api_login", "passwordless"])
+def test_commits_per_step(cycle, send_limits, settings, monkeypatch, client, outbox, commit_device):
+    from django.db import connections
+
+    from .budget_support import CYCLES, all_security_defaults
+
+    all_security_defaults(settings)
+    wrapper = connections["default"]
+    assert wrapper.get_autocommit() and not wrapper.in_atomic_block  # real commits
+    user, device = commit_device
+    counter = CommitCounter()
+    counter.install(monkeypatch, wrapper)
+    measured: dict[str, CommitCounter.Step] = {}
+    CYCLES[cycle](
+        lambda step: counter.measure(step, measured),
+        outbox=outbox,
+        user=user,
+        device=device,
+        client=client,
+    )
+    failures = []
+    for step, seen in measured.items():
+        budgeted = [sql for sql in seen.statements if not is_bookkeeping(sql)]
+        print(
+            f"\n[budget] {step}: {len(seen.app)} commits, {len(seen.commits)} in all with "
+            f"bookkeeping ({seen.describe()}); {len(budgeted)} statements "
+            f"(+{len(seen.statements) - len(budgeted)} bookkeeping) on {connection.vendor}"
+        )
+        if (len(seen.app), len(seen.commits)) != COMMITS_TODAY[step]:
+            failures.append(
+                f"{step}: {len(seen.app)} commits ({len(seen.commits)} with bookkeeping), the "
+                f"budget holds {COMMITS_TODAY[step]}: {seen.describe()}"
+            )
+    app_cycle = sum(len(seen.app) for seen in measured.values())
+    print(
+        f"\n[budget] {cycle} cycle: {app_cycle} commits "
+        f"(goal <= {COMMITS_GOAL_PER_CYCLE} per request + verify)"
+    )
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_commit_counter_sees_both_kinds(monkeypatch, user):
+    """The control: an atomic block of two writes is one commit; two writes in
+    autocommit are two; a read is none."""
+    from django.contrib.auth import get_user_model
+    from django.db import connections, transaction
+
+    wrapper = connections["default"]
+    counter = CommitCounter()
+    counter.install(monkeypatch, wrapper)
+    measured: dict[str, CommitCounter.Step] = {}
+    with counter.measure("atomic", measured), transaction.atomic():
+        PhoneDevice.objects.create(user=user, number="+46700000001", name="a")
+        PhoneDevice.objects.create(user=user, number="+46700000002", name="b")
+    with counter.measure("autocommit", measured):
+        PhoneDevice.objects.filter(name="a").update(name="c")
+        PhoneDevice.objects.filter(name="b").delete()
+    with counter.measure("read", measured):
+        list(PhoneDevice.objects.all())
+    with counter.measure("bookkeeping", measured):
+        get_user_model().objects.filter(pk=user.pk).update(first_name="A")
+    assert [len(measured[k].commits) for k in measured] == [1, 2, 0, 1]
+    assert measured["atomic"].commits == [["django_sms2fa_phonedevice"] * 2]
+    assert measured["bookkeeping"].app == []
