@@ -68,6 +68,8 @@ from django_sms2fa.exceptions import (
 from django_sms2fa.models import Challenge, Message, PhoneDevice
 from django_sms2fa.providers import locmem
 
+from .race_support import race
+
 # The leak test renders the Django admin, which tests/urls.py does not mount:
 # it runs on this module as its URLconf (@pytest.mark.urls("tests.test_attacks")).
 urlpatterns = [
@@ -1050,35 +1052,6 @@ def test_the_brute_force_bound_follows_the_settings(send_limits, sms2fa_settings
     assert round(chance(18), 12) == round(1 - (1 - 1e-6) ** 18, 12)
 
 
-def race(threads: int, action) -> Counter:
-    """Run ``action`` in ``threads`` threads released together; count the outcomes."""
-    barrier = threading.Barrier(threads)
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            try:
-                action()
-                outcome = "ok"
-            except Sms2faError as err:
-                outcome = err.code
-            except Exception as err:  # a crash is an outcome the test must show
-                outcome = f"crash:{type(err).__name__}:{err}"
-            with lock:
-                results.append(outcome)
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-    return Counter(results)
-
-
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_guesses_after_a_lock_get_one_evaluation(phone_user, outbox, capsys):
@@ -1101,7 +1074,7 @@ def test_concurrent_guesses_after_a_lock_get_one_evaluation(phone_user, outbox, 
             clock.shift(ratelimit.lock_state(subject).locked_for + 1)
             challenge = flows.request_challenge(phone=PHONE, purpose="login", user=phone_user)
             guess = wrong(outbox[-1].code)
-            results = race(20, lambda pk=challenge.pk, g=guess: flows.verify_challenge(pk, g))
+            results = race([lambda pk=challenge.pk, g=guess: flows.verify_challenge(pk, g)] * 20)
             outcomes.update(results)
             assert not [r for r in results if r.startswith("crash")], results
             per_round.append(Challenge.objects.get(pk=challenge.pk).wrong_attempts)

@@ -16,19 +16,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import pytest
 
 from django.core.cache import caches
-from django.db import connection
 
 from django_sms2fa import flows, login_flows, ratelimit
 from django_sms2fa.conf import app_settings
 from django_sms2fa.exceptions import (
     IncorrectCode,
-    Sms2faError,
     TooManyAttempts,
     VerificationLocked,
 )
@@ -36,6 +33,7 @@ from django_sms2fa.models import Challenge, ChallengeStatus, PhoneDevice, Purpos
 from django_sms2fa.providers import get_provider, locmem
 from django_sms2fa.types import SendResult
 
+from .race_support import race
 from .test_send_limits import answer_of, api_client, api_post, frozen
 
 PHONE = "+46701234567"
@@ -245,34 +243,6 @@ def test_a_refused_guess_leaves_the_challenge_and_the_count_alone(owner, outbox)
     login_flows.finish_second_factor(challenge.pk, outbox[-1].code, user=owner)
 
 
-def _race(threads: int, actions: list) -> Counter:
-    barrier = threading.Barrier(threads)
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def run(action) -> None:
-        try:
-            barrier.wait()
-            try:
-                action()
-                outcome = "ok"
-            except Sms2faError as err:
-                outcome = err.code
-            except Exception as err:  # a crash is an outcome the test must show
-                outcome = f"crash:{type(err).__name__}:{err}"
-            with lock:
-                results.append(outcome)
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=run, args=(action,)) for action in actions]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-    return Counter(results)
-
-
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_guesses_over_five_challenges_never_pass_the_lockout(owner, outbox, capsys):
@@ -291,7 +261,7 @@ def test_concurrent_guesses_over_five_challenges_never_pass_the_lockout(owner, o
             for i in range(RACE_THREADS)
             for pk, guess in [challenges[i % RACE_CHALLENGES]]
         ]
-        results = _race(RACE_THREADS, actions)
+        results = race(actions)
         totals.update(results)
         assert not [r for r in results if r.startswith("crash")], results
         judged = sum(

@@ -11,8 +11,6 @@ and the previous account loses it, hears of it, and keeps no live code for it.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections import Counter
 
 import pytest
@@ -25,7 +23,7 @@ from django.test import Client
 from django.utils import timezone
 
 from django_sms2fa import device_flows, flows, login_flows, signals
-from django_sms2fa.exceptions import ChallengeCancelled, Sms2faError
+from django_sms2fa.exceptions import ChallengeCancelled
 from django_sms2fa.models import (
     Challenge,
     ChallengeStatus,
@@ -37,6 +35,7 @@ from django_sms2fa.models import (
 from django_sms2fa.phones import mask_phone
 
 from .api_support import api_post
+from .race_support import race
 
 PHONE = "+46701234567"
 NEW_PHONE = "+46709876543"
@@ -313,33 +312,6 @@ def test_passwordless_picks_the_one_confirmed_owner_not_the_oldest_row(user, oth
 
 
 RACE_ROUNDS = int(os.environ.get("SMS2FA_RACE_ROUNDS", "30"))
-
-
-def race(actions) -> Counter:
-    """Run ``actions`` at once, one thread (and DB connection) each, released
-    together by a barrier; each result is "ok", an error code, or "crash:…"
-    for anything that would have been a 500."""
-    barrier = threading.Barrier(len(actions))
-    results: queue.Queue = queue.Queue()
-
-    def run(action):
-        try:
-            barrier.wait()
-            action()
-            results.put("ok")
-        except Sms2faError as err:
-            results.put(err.code)
-        except Exception as err:  # a deadlock surfaces here, as a 500 would
-            results.put(f"crash:{type(err).__name__}")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return Counter(results.get(timeout=5) for _ in threads)
 
 
 def enrolled(user, number, outbox, *, replaces=None):
