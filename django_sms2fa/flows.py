@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,7 +55,6 @@ from .exceptions import (
     ChallengeQueued,
     ChallengeUndeliverable,
     DeliveryFailed,
-    DestinationSuspended,
     IncorrectCode,
     LimitsUnavailable,
     NumberNotAllowed,
@@ -80,6 +81,10 @@ from .providers.base import BaseProvider
 from .types import FAILED, UNKNOWN, ClientInfo, OutgoingSms, SendResult
 
 logger = logging.getLogger("django_sms2fa")
+
+#: A check an edge runs on a challenge as the flow reads it (``accept=``):
+#: it raises a domain error to refuse the challenge.
+Accept = Callable[[Challenge], None]
 
 # Rendered into the SMS template in place of the code, then replaced: once by
 # the code (the text sent) and once by bullets (the text kept for the audit).
@@ -132,11 +137,22 @@ def request_challenge(
     user = user if getattr(user, "pk", None) is not None else None
     language = language or _language_for(user)
     fixed_code = app_settings.TEST_NUMBERS.get(e164)
+    queued = app_settings.SEND_VIA_TASKS and fixed_code is None
+    # Sent here and now (not a decoy, a test number, a task's, or after the
+    # caller's commit): the provider is called first, and the challenge goes
+    # into the database with the audit row of its SMS, in one transaction.
+    send_now = deliver and fixed_code is None and not queued and not _in_real_transaction()
     # Every refusal happens here, before any row is written or provider called.
     # A decoy (deliver=False) counts like a real send: the limits must answer
     # the same for numbers with and without an account.
-    _guard_send(
-        e164, user=user, client=client, count=fixed_code is None, purpose=purpose, device=device
+    ticket = _guard_send(
+        e164,
+        user=user,
+        client=client,
+        count=fixed_code is None,
+        purpose=purpose,
+        device=device,
+        pump=send_now,
     )
     chain = _provider_chain(e164)
     now = timezone.now()
@@ -164,7 +180,6 @@ def request_challenge(
     # the queue, so a code must never be one); the row goes in queued, without
     # a hash, and only the worker's claim (send_queued) arms it. A decoy is
     # queued too, so that it looks like any other challenge.
-    queued = app_settings.SEND_VIA_TASKS and fixed_code is None
     if queued:
         challenge.status, challenge.provider, code = ChallengeStatus.QUEUED, alias, ""
     else:
@@ -177,8 +192,11 @@ def request_challenge(
             CheckedBy.LOCAL,
         )
         deliver = False
-    challenge.save(force_insert=True)
     logger.info("sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164))
+    if send_now:
+        _send_then_save(challenge, chain, code, language, ticket)
+        return challenge
+    challenge.save(force_insert=True)
     _send_signal(signals.challenge_requested, challenge=challenge)
     if queued:
         _enqueue_send(challenge, language)
@@ -195,8 +213,11 @@ def resend_challenge(
     purpose: str | Iterable[str] | None = None,
     language: str | None = None,
     client: ClientInfo | None = None,
+    accept: Accept | None = None,
 ) -> Challenge:
     """Send a new code for a pending challenge; the old code stops working.
+
+    ``accept``: as for :func:`verify_challenge`.
 
     The attempt counter is *not* reset (a new code never resets failures,
     NIST SP 800-63B-4 §3.1.3.2) and the lifetime starts again. Sends of one
@@ -209,7 +230,7 @@ def resend_challenge(
     :raises RateLimited: the last send was less than ``RESEND_INTERVAL`` ago.
     :raises DeliveryFailed: as for :func:`request_challenge`.
     """
-    challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True)
+    challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True, accept=accept)
     _as_decoy_if_undeliverable(challenge)
     if not challenge.is_pending:
         raise _closed_error(challenge)
@@ -302,12 +323,17 @@ def verify_challenge(
     *,
     user: Any = None,
     purpose: str | Iterable[str] | None = None,
+    accept: Accept | None = None,
 ) -> Challenge:
     """Check ``code``; on success the challenge becomes ``verified`` (once).
 
     :param user: when given, the challenge must belong to this user.
     :param purpose: when given, the challenge must have this purpose (or one of
         these); a code for another purpose behaves as an unknown challenge.
+    :param accept: called with the challenge as soon as it is read, before
+        anything is judged; it raises a domain error (``ChallengeNotFound``)
+        to refuse it. An edge checks here who may act on the challenge, on the
+        row the flow reads anyway — one read per verify.
     :returns: the verified :class:`Challenge`.
     :raises InvalidCode: ``code`` is not ASCII digits (no attempt is used).
     :raises IncorrectCode: wrong code; ``attempts_left`` tells how many remain.
@@ -323,40 +349,55 @@ def verify_challenge(
     """
     code = clean_submitted_code(code)
     # With its user and device (one JOIN): the login flows read both next.
-    challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True)
+    challenge = _load(challenge_id, user=user, purpose=purpose, with_user=True, accept=accept)
     _as_decoy_if_undeliverable(challenge)
     now = timezone.now()
     _ensure_open(challenge, now)
     subject = _lock_subject(challenge.phone, challenge.user_id, purpose=challenge.purpose)
-    _ensure_not_locked(subject, phone=challenge.phone, user_id=challenge.user_id)
     # A code we check ourselves is judged first, so that a right one takes its
-    # attempt and closes the challenge in one guarded UPDATE (one statement
-    # less per login). Its outcome is still acted on only once that UPDATE
+    # attempt and closes the challenge in one guarded UPDATE (one statement,
+    # one commit — with the device's last use, when that is written, in the
+    # same transaction). Its outcome is still acted on only once that UPDATE
     # admitted it and it holds a place in the failure count, so no more than
     # max_attempts guesses per challenge, and LOCKOUT_THRESHOLD per account or
     # number, ever get an answer.
     local = challenge.checked_by != CheckedBy.PROVIDER
     right = local and _code_is_right(challenge, code)
+    # Test numbers are never sent to, so they must not count as verified
+    # sends either: known fixed codes could hold the breaker.
+    counted = challenge.phone not in app_settings.TEST_NUMBERS
+    verified = _pump_count(challenge) if counted else None
     guess: ratelimit.Guess | None = None
     refused: VerificationLocked | None = None
     if right:
-        # Its place in the count is taken before the UPDATE that closes the
-        # challenge. Refused, it goes on as a wrong guess refused after its
-        # UPDATE would: the same answer, right code or not.
+        # Its place in the count is taken — and, right as it is, settled, with
+        # the lock check and the breaker's count: one round trip — before the
+        # UPDATE that closes the challenge. Refused by the gate, it goes on as
+        # a wrong guess refused after its UPDATE would: the same answer, right
+        # code or not.
         try:
-            guess = ratelimit.reserve_guess(subject)
+            guess = ratelimit.reserve_guess(subject, right=True, verified=verified)
+        except ratelimit.LockRunning as err:
+            _record_refusal(err, phone=challenge.phone, user_id=challenge.user_id, ip=None)
+            raise
         except VerificationLocked as err:
             refused, right = err, False
+    else:
+        _ensure_not_locked(subject, phone=challenge.phone, user_id=challenge.user_id)
     closing = {"status": ChallengeStatus.VERIFIED, "verified_at": now, "closed_at": now}
+    touch_device = right and _device_use_due(challenge, now)
     attempt_held = settled = False
     try:
-        reserved = Challenge.objects.filter(
-            pk=challenge.pk,
-            status=ChallengeStatus.PENDING,
-            attempts__lt=F("max_attempts"),
-            expires_at__gt=now,
-            code_hash=challenge.code_hash,
-        ).update(attempts=F("attempts") + 1, **(closing if right else {}))
+        with transaction.atomic(savepoint=False) if touch_device else nullcontext():
+            reserved = Challenge.objects.filter(
+                pk=challenge.pk,
+                status=ChallengeStatus.PENDING,
+                attempts__lt=F("max_attempts"),
+                expires_at__gt=now,
+                code_hash=challenge.code_hash,
+            ).update(attempts=F("attempts") + 1, **(closing if right else {}))
+            if reserved and touch_device:
+                _touch_device(challenge, now)
         if not reserved:
             # Lost a race: the attempts ran out, the code was replaced, or the
             # challenge closed after we read it. Tell the caller which.
@@ -399,21 +440,16 @@ def verify_challenge(
                 ).update(**closing)
                 if not won:
                     raise _closed_error(_load(challenge_id))
+                if _device_use_due(challenge, now):
+                    _touch_device(challenge, now)
         attempt_held = False
         if right:
             challenge.status = ChallengeStatus.VERIFIED
             challenge.verified_at = challenge.closed_at = now
-            if challenge.device_id is not None:
-                PhoneDevice.objects.filter(pk=challenge.device_id).update(last_used_at=now)
-                if challenge.device is not None:  # loaded with the challenge
-                    challenge.device.last_used_at = now
-            # Only this factor's failure count; every other limiter keeps counting.
-            ratelimit.settle_right(guess)
+            # Only this factor's failure count; every other limiter keeps
+            # counting. (A code we check was settled with its place.)
+            ratelimit.settle_right(guess, verified=verified)
             settled = True
-            if challenge.phone not in app_settings.TEST_NUMBERS:
-                # Test numbers are never sent to, so they must not count as
-                # verified sends either: known fixed codes could hold the breaker.
-                _count_verified_for_pumping(challenge)
             logger.info("sms2fa: challenge %s verified", challenge.pk)
             _send_signal(signals.challenge_verified, challenge=challenge)
             return challenge
@@ -745,8 +781,12 @@ def _guard_send(
     count: bool,
     purpose: str | None = None,
     device: PhoneDevice | None = None,
-) -> None:
+    pump: bool = False,
+) -> ratelimit.SendTicket:
     """Refuse a send before anything is written or any provider is called.
+
+    Every limit below is one call, :func:`ratelimit.guard_send` (one round
+    trip on Redis), which takes all or nothing.
 
     What is counted where:
 
@@ -765,46 +805,46 @@ def _guard_send(
     :param count: whether this send counts against the limits (a decoy for an
         unknown number counts too — limits must not tell numbers apart — but a
         test number does not).
+    :param pump: count this send towards the pumping breaker now, in the same
+        round trip (the SMS goes out right after; :func:`_deliver` gives the
+        count back if no provider takes it). Sends made later — on commit, by
+        a task worker — are counted once sent instead.
+    :returns: what was taken, with the breaker's count and whether it tripped.
     :raises NumberNotAllowed, VerificationLocked, DestinationSuspended, RateLimited:
     """
     region, prefix = _destination(e164)
     user_id = getattr(user, "pk", None)
     sender = _sender(purpose, user)
+    confirmed = _to_confirmed_device(e164, device)
     try:
         allowed = app_settings.ALLOWED_REGIONS
         if allowed is not None and region not in allowed:
             raise NumberNotAllowed(limit="region")
         if number_type_of(e164) not in app_settings.ALLOWED_NUMBER_TYPES:
             raise NumberNotAllowed(limit="number_type")
-        lock_subject = _lock_subject(e164, user_id, purpose=purpose)
-        _ensure_not_locked(lock_subject, phone=e164, user_id=user_id, record=False)
-        # A confirmed phone's login code is never refused by the breaker:
-        # pumping is sends to numbers nobody proved, and refusing this one
-        # would let the breaker be aimed at real users of a prefix.
-        if not (sender == PASSWORD and _to_confirmed_device(e164, device)):
-            suspended = ratelimit.breaker_open_for(prefix)
-            if suspended:
-                raise DestinationSuspended(limit="pumping", retry_after=suspended)
-        if not count:
-            return
-        taken: list[ratelimit.Hit] = []
         subjects = [
             ("phone", f"{sender}:{e164}"),
-            ("ip", limit_key(client.ip)),
+            ("ip", limit_key(client.ip)),  # None without an address
             ("user", user_id if sender != ANONYMOUS else None),
             ("country", region),
             ("global", "all"),
         ]
-        try:
-            for scope, subject in subjects:
-                if subject is not None:
-                    taken += ratelimit.take(scope, str(subject), ratelimit.rates_for(scope))
-        except RateLimited:
-            ratelimit.give_back(taken)
-            raise
-    except (RateLimited, NumberNotAllowed) as err:
+        takes = [(scope, str(subject)) for scope, subject in subjects if subject is not None]
+        ticket = ratelimit.guard_send(
+            lock_subject=_lock_subject(e164, user_id, purpose=purpose),
+            # A confirmed phone's login code is never refused by the breaker:
+            # pumping is sends to numbers nobody proved, and refusing this one
+            # would let the breaker be aimed at real users of a prefix.
+            breaker_prefix=None if sender == PASSWORD and confirmed else prefix,
+            takes=takes if count else [],
+            pump=ratelimit.PumpCount(e164, prefix, confirmed, time.time()) if pump else None,
+        )
+    except (RateLimited, NumberNotAllowed) as err:  # the lockout and the breaker too
         _record_refusal(err, phone=e164, user_id=user_id, ip=client.ip)
         raise
+    if ticket.tripped:
+        _announce_trip(prefix)
+    return ticket
 
 
 def _as_decoy_if_undeliverable(challenge: Challenge) -> None:
@@ -845,13 +885,34 @@ def _give_back_attempt(challenge: Challenge) -> None:
     challenge.attempts -= 1
 
 
-def _ensure_not_locked(subject: str, *, phone: str, user_id: Any, record: bool = True) -> None:
+def _ensure_not_locked(subject: str, *, phone: str, user_id: Any) -> None:
+    """Refuse a guess while the lock of ``subject`` runs, before it takes an
+    attempt (one read of the limits cache)."""
     state = ratelimit.lock_state(subject)
     if state.locked_for:
         err = VerificationLocked(limit="lockout", retry_after=state.locked_for)
-        if record:
-            _record_refusal(err, phone=phone, user_id=user_id, ip=None)
+        _record_refusal(err, phone=phone, user_id=user_id, ip=None)
         raise err
+
+
+#: django-otp's record of when a device last proved a login is written at
+#: most this often: a login a moment after another leaves it (one statement
+#: and one commit less per login).
+DEVICE_USE_PRECISION = timedelta(seconds=60)
+
+
+def _device_use_due(challenge: Challenge, now: datetime) -> bool:
+    if challenge.device_id is None:
+        return False
+    device = challenge.device  # loaded with the challenge
+    last = device.last_used_at if device is not None else None
+    return last is None or not (timedelta(0) <= now - last < DEVICE_USE_PRECISION)
+
+
+def _touch_device(challenge: Challenge, now: datetime) -> None:
+    PhoneDevice.objects.filter(pk=challenge.device_id).update(last_used_at=now)
+    if challenge.device is not None:
+        challenge.device.last_used_at = now
 
 
 def _record_refusal(err: Sms2faError, *, phone: str, user_id: Any, ip: str | None) -> None:
@@ -878,49 +939,41 @@ def _record_refusal(err: Sms2faError, *, phone: str, user_id: Any, ip: str | Non
     )
 
 
-def _proved_number(challenge: Challenge) -> bool:
-    """Whether the challenge's number has proved itself: it is a confirmed
-    device's (the one the challenge was sent for), or it has verified a code
-    before (remembered in the limits cache, see ``ratelimit.mark_known``).
-
-    Neither needs a query: the device comes with the challenge."""
-    return _to_confirmed_device(challenge.phone, challenge.device) or ratelimit.is_known(
-        challenge.phone
+def _pump_count(challenge: Challenge) -> ratelimit.PumpCount:
+    """The breaker's view of this challenge's send (or verification)."""
+    _region, prefix = _destination(challenge.phone)
+    return ratelimit.PumpCount(
+        challenge.phone,
+        prefix,
+        _to_confirmed_device(challenge.phone, challenge.device),
+        challenge.created_at.timestamp(),
     )
 
 
 def _count_for_pumping(challenge: Challenge) -> None:
-    """Count a send towards the breaker, unless it went to a proved number."""
-    if _proved_number(challenge):
-        # Refresh the mark: the numbers of confirmed devices become known
-        # through their logins, also those confirmed before the mark existed.
-        ratelimit.mark_known(challenge.phone)
-        return
-    _region, prefix = _destination(challenge.phone)
-    if ratelimit.count_send(prefix):
-        suspended_for = app_settings.PUMPING["SUSPEND_FOR"]
-        logger.warning(
-            "sms2fa: SMS-pumping breaker tripped for prefix %s: too few codes to never-"
-            "verified numbers are verified; sending there is suspended for %s s",
-            prefix,
-            suspended_for,
-        )
-        _send_signal(
-            signals.pumping_suspected,
-            sender=Message,
-            scope="prefix",
-            value=prefix,
-            suspended_for=suspended_for,
-        )
+    """Count a send towards the breaker, unless it went to a proved number
+    (whose mark is refreshed instead: the numbers of confirmed devices become
+    known through their logins, also those confirmed before the mark existed)."""
+    pump = _pump_count(challenge)
+    if ratelimit.count_pump_send(pump):
+        _announce_trip(pump.prefix)
 
 
-def _count_verified_for_pumping(challenge: Challenge) -> None:
-    """Count a verification towards the breaker — only if its send was counted
-    (the number had not proved itself) — and mark the number as proved."""
-    if not _proved_number(challenge):
-        _region, prefix = _destination(challenge.phone)
-        ratelimit.count_verified(prefix, created=challenge.created_at.timestamp())
-    ratelimit.mark_known(challenge.phone)
+def _announce_trip(prefix: str) -> None:
+    suspended_for = app_settings.PUMPING["SUSPEND_FOR"]
+    logger.warning(
+        "sms2fa: SMS-pumping breaker tripped for prefix %s: too few codes to never-"
+        "verified numbers are verified; sending there is suspended for %s s",
+        prefix,
+        suspended_for,
+    )
+    _send_signal(
+        signals.pumping_suspected,
+        sender=Message,
+        scope="prefix",
+        value=prefix,
+        suspended_for=suspended_for,
+    )
 
 
 def _valid_purpose(purpose: str) -> str:
@@ -1083,11 +1136,88 @@ def _enqueue_send(challenge: Challenge, language: str | None) -> None:
     transaction.on_commit(enqueue_after_commit)
 
 
+class _Unsaved:
+    """What a delivery did to a challenge that is not in the database yet
+    (:func:`_send_then_save`): its messages and the signals that announce them,
+    written and sent once the providers have answered."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.announcements: list[tuple[Signal, type, dict[str, Any]]] = []
+
+    def announce(self, signal: Signal, sender: type = Challenge, **kwargs: Any) -> None:
+        self.announcements.append((signal, sender, kwargs))
+
+
+@sensitive_variables()
+def _send_then_save(
+    challenge: Challenge,
+    chain: list[tuple[str, BaseProvider]],
+    code: str,
+    language: str | None,
+    ticket: ratelimit.SendTicket,
+) -> None:
+    """Send first, then write the challenge with its messages in one transaction.
+
+    One commit for the whole request instead of two (the challenge, then its
+    message), and no transaction open across the provider call. The row is
+    written whatever the delivery did — sent, refused by every provider,
+    interrupted by an error — so the audit keeps every challenge and every
+    SMS a provider answered for. (The code is in memory only meanwhile: a
+    process killed between the provider's answer and this write leaves an
+    SMS whose code matches nothing; the log line "requested" names it.)
+    """
+    unsaved = _Unsaved()
+    error: BaseException | None = None
+    try:
+        _deliver(challenge, chain, code, language, unsaved=unsaved)
+    except BaseException as err:  # written first, raised after
+        error = err
+    try:
+        # No savepoint: this runs only outside the caller's transactions (a
+        # test's own atomic block aside), where the block is the transaction.
+        with transaction.atomic(savepoint=False):
+            challenge.save(force_insert=True)
+            for message in unsaved.messages:
+                message.save(force_insert=True)
+    except Exception as db_error:
+        logger.error(
+            "sms2fa: challenge %s could not be saved after its send (%s)",
+            challenge.pk,
+            type(db_error).__name__,
+        )
+        raise
+    if ticket.pump is not None and not any(m.status != FAILED for m in unsaved.messages):
+        # No provider took (or may have taken) the SMS: it was never sent.
+        ratelimit.undo_pump_send(ticket.pump)
+    receiver_error: BaseException | None = None
+    for signal, sender, kwargs in [
+        (signals.challenge_requested, Challenge, {"challenge": challenge}),
+        *unsaved.announcements,
+    ]:
+        try:
+            _send_signal(signal, sender=sender, **kwargs)
+        except Exception as err:
+            receiver_error = receiver_error or err
+    if error is not None:
+        raise error
+    if receiver_error is not None:
+        raise receiver_error
+
+
 @sensitive_variables()
 def _deliver(
-    challenge: Challenge, chain: list[tuple[str, BaseProvider]], code: str, language: str | None
+    challenge: Challenge,
+    chain: list[tuple[str, BaseProvider]],
+    code: str,
+    language: str | None,
+    *,
+    unsaved: _Unsaved | None = None,
 ) -> None:
-    """Hand the SMS to the chain's providers in turn until one takes it."""
+    """Hand the SMS to the chain's providers in turn until one takes it.
+
+    With ``unsaved``, the challenge is not in the database yet: what happens
+    to it is kept in memory and in ``unsaved`` for :func:`_send_then_save`."""
     last_error: Exception | None = None
     chain = _serviceable(chain, chain[0][1])
     for index, (alias, provider) in enumerate(chain):
@@ -1096,11 +1226,14 @@ def _deliver(
             # challenge is re-armed with its code (and the old one dropped).
             previous_hash = challenge.code_hash
             code = _arm(challenge, alias, provider)
-            rearmed = Challenge.objects.filter(
-                pk=challenge.pk, status=ChallengeStatus.PENDING, code_hash=previous_hash
-            ).update(code_hash=challenge.code_hash, checked_by=challenge.checked_by, provider=alias)
-            if not rearmed:
-                return  # closed or resent meanwhile: nothing more to send
+            if unsaved is None:
+                rearmed = Challenge.objects.filter(
+                    pk=challenge.pk, status=ChallengeStatus.PENDING, code_hash=previous_hash
+                ).update(
+                    code_hash=challenge.code_hash, checked_by=challenge.checked_by, provider=alias
+                )
+                if not rearmed:
+                    return  # closed or resent meanwhile: nothing more to send
         text, masked = _render(challenge, code, language)
         sms = OutgoingSms(
             to=challenge.phone,
@@ -1118,7 +1251,7 @@ def _deliver(
             result = provider.send(sms)
         except ProviderError as err:
             last_error = err
-            _record_failure(challenge, alias, err, text_kept)
+            _record_failure(challenge, alias, err, text_kept, unsaved)
             if err.may_have_sent:
                 # The SMS may be on its way: re-sending could deliver two codes
                 # and charge twice, so stop here and leave the challenge open
@@ -1136,7 +1269,7 @@ def _deliver(
         except Sms2faConfigurationError:
             # A broken setting found only at send time (a provider option that
             # is read lazily): close the challenge, then let it surface loudly.
-            _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
+            _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now(), unsaved=unsaved)
             raise
         except Exception as err:  # a bug or an unwrapped transport error
             last_error = err
@@ -1146,12 +1279,13 @@ def _deliver(
                 type(err).__name__,
                 challenge.pk,
             )
-            _record_failure(challenge, alias, err, text_kept)
+            _record_failure(challenge, alias, err, text_kept, unsaved)
             continue
-        _record_success(challenge, alias, result, text_kept)
-        _count_for_pumping(challenge)
+        _record_success(challenge, alias, result, text_kept, unsaved)
+        if unsaved is None:  # else counted with the limits (_guard_send)
+            _count_for_pumping(challenge)
         return
-    _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now())
+    _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now(), unsaved=unsaved)
     raise DeliveryFailed(challenge_id=str(challenge.pk)) from last_error
 
 
@@ -1212,8 +1346,17 @@ def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str,
     return template.replace(_CODE_SLOT, code), template.replace(_CODE_SLOT, "•" * len(code))
 
 
-def _record_success(challenge: Challenge, alias: str, result: SendResult, text: str) -> None:
-    if result.returned_code:
+def _record_success(
+    challenge: Challenge,
+    alias: str,
+    result: SendResult,
+    text: str,
+    unsaved: _Unsaved | None = None,
+) -> None:
+    if result.returned_code and unsaved is not None:
+        # Not in the database yet: the row goes in with the hash.
+        challenge.code_hash = _hash_for(challenge, result.returned_code)
+    elif result.returned_code:
         # The provider made the code: keep only its keyed hash — and only
         # where the challenge is still armed by this send (the hash it had
         # before the send, and this send's time). An answer that arrives after
@@ -1236,7 +1379,12 @@ def _record_success(challenge: Challenge, alias: str, result: SendResult, text: 
                 challenge.pk,
             )
     message = _sent_message(
-        result, alias=alias, phone=challenge.phone, text=text, challenge=challenge
+        result,
+        alias=alias,
+        phone=challenge.phone,
+        text=text,
+        challenge=challenge,
+        save=unsaved is None,
     )
     logger.info(
         "sms2fa: challenge %s sent via %s (message %s)",
@@ -1244,12 +1392,27 @@ def _record_success(challenge: Challenge, alias: str, result: SendResult, text: 
         alias,
         message.provider_message_id,
     )
-    _send_signal(signals.message_sent, sender=Message, message=message)
+    if unsaved is not None:
+        unsaved.messages.append(message)
+        unsaved.announce(signals.message_sent, sender=Message, message=message)
+    else:
+        _send_signal(signals.message_sent, sender=Message, message=message)
 
 
-def _record_failure(challenge: Challenge, alias: str, error: Exception, text: str) -> None:
+def _record_failure(
+    challenge: Challenge,
+    alias: str,
+    error: Exception,
+    text: str,
+    unsaved: _Unsaved | None = None,
+) -> None:
     message = _failed_message(
-        error, alias=alias, phone=challenge.phone, text=text, challenge=challenge
+        error,
+        alias=alias,
+        phone=challenge.phone,
+        text=text,
+        challenge=challenge,
+        save=unsaved is None,
     )
     logger.warning(
         "sms2fa: provider %s did not take challenge %s (%s)",
@@ -1257,15 +1420,26 @@ def _record_failure(challenge: Challenge, alias: str, error: Exception, text: st
         challenge.pk,
         message.error_code,
     )
-    _send_signal(signals.message_failed, sender=Message, message=message, error=error)
+    if unsaved is not None:
+        unsaved.messages.append(message)
+        unsaved.announce(signals.message_failed, sender=Message, message=message, error=error)
+    else:
+        _send_signal(signals.message_failed, sender=Message, message=message, error=error)
 
 
 def _sent_message(
-    result: SendResult, *, alias: str, phone: str, text: str, challenge: Challenge | None = None
+    result: SendResult,
+    *,
+    alias: str,
+    phone: str,
+    text: str,
+    challenge: Challenge | None = None,
+    save: bool = True,
 ) -> Message:
-    """The audit row of an SMS a provider took."""
+    """The audit row of an SMS a provider took (saved unless ``save`` is false)."""
     now = timezone.now()
-    return Message.objects.create(
+    return _message(
+        save,
         challenge=challenge,
         phone=phone,
         provider=alias,
@@ -1280,7 +1454,13 @@ def _sent_message(
 
 
 def _failed_message(
-    error: Exception, *, alias: str, phone: str, text: str, challenge: Challenge | None = None
+    error: Exception,
+    *,
+    alias: str,
+    phone: str,
+    text: str,
+    challenge: Challenge | None = None,
+    save: bool = True,
 ) -> Message:
     """The audit row of an SMS a provider did not take (or may have taken)."""
     if isinstance(error, ProviderError):
@@ -1294,7 +1474,8 @@ def _failed_message(
         # Unexpected exception text may hold anything (URLs with tokens): keep
         # only its class name.
         code, detail, status = type(error).__name__, "", FAILED
-    return Message.objects.create(
+    return _message(
+        save,
         challenge=challenge,
         phone=phone,
         provider=alias,
@@ -1304,6 +1485,13 @@ def _failed_message(
         text_masked=text,
         created_at=timezone.now(),
     )
+
+
+def _message(save: bool, **fields: Any) -> Message:
+    message = Message(**fields)
+    if save:
+        message.save(force_insert=True)
+    return message
 
 
 def _audit_safe(text: str, challenge: Challenge | None) -> str:
@@ -1342,6 +1530,7 @@ def _load(
     user: Any = None,
     purpose: str | Iterable[str] | None = None,
     with_user: bool = False,
+    accept: Accept | None = None,
 ) -> Challenge:
     try:
         pk = challenge_id if isinstance(challenge_id, uuid.UUID) else uuid.UUID(str(challenge_id))
@@ -1357,6 +1546,8 @@ def _load(
         allowed = {purpose} if isinstance(purpose, str) else set(purpose)
         if challenge.purpose not in allowed:
             raise ChallengeNotFound()
+    if accept is not None:
+        accept(challenge)
     return challenge
 
 
@@ -1381,10 +1572,20 @@ def _ensure_open(challenge: Challenge, now: datetime) -> None:
 
 
 def _close(
-    challenge: Challenge, status: str, now: datetime, *, only_if_exhausted: bool = False
+    challenge: Challenge,
+    status: str,
+    now: datetime,
+    *,
+    only_if_exhausted: bool = False,
+    unsaved: _Unsaved | None = None,
 ) -> bool:
     """Move a pending (or queued) challenge to a closed ``status``; ``False`` if it was
     neither."""
+    if unsaved is not None:  # not in the database yet (_send_then_save)
+        challenge.status, challenge.closed_at = status, now
+        logger.info("sms2fa: challenge %s closed (%s)", challenge.pk, status)
+        unsaved.announce(signals.challenge_closed, challenge=challenge, reason=str(status))
+        return True
     query = Challenge.objects.filter(
         pk=challenge.pk, status__in=(ChallengeStatus.PENDING, ChallengeStatus.QUEUED)
     )

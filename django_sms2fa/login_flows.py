@@ -98,6 +98,17 @@ def finish_passwordless(challenge_id: Any, code: Any) -> tuple[Any, PhoneDevice 
     :raises ChallengeNotFound: the account is gone or inactive.
     """
     challenge = flows.verify_challenge(challenge_id, code, purpose=Purpose.PASSWORDLESS)
+    return passwordless_login_of(challenge)
+
+
+def passwordless_login_of(challenge: Challenge) -> tuple[Any, PhoneDevice | None]:
+    """The user a verified passwordless ``challenge`` logs in, and the phone
+    that proved it (see :func:`finish_passwordless`).
+
+    :raises ChallengeNotFound: the account is gone or inactive.
+    """
+    if challenge.purpose != Purpose.PASSWORDLESS or challenge.status != ChallengeStatus.VERIFIED:
+        raise ChallengeNotFound()
     user = challenge.user
     if user is None or not user.is_active:
         raise ChallengeNotFound()

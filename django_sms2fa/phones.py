@@ -7,6 +7,7 @@ All limits and look-ups key on the E.164 form, so ``+46 70-123 45 67`` and
 from __future__ import annotations
 
 import unicodedata
+from typing import NamedTuple
 
 import phonenumbers
 
@@ -46,7 +47,48 @@ def normalize_phone(raw: object, region: str | None = None) -> str:
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if len(e164) > 16:  # E.164: at most 15 digits after "+"
         raise InvalidPhone()
+    _remember(e164, number)
     return e164
+
+
+class _Facts(NamedTuple):
+    region: str | None
+    number_type: str
+    country_code: str
+
+
+#: What a request asks of its number — region, type, country code — from one
+#: parse. Kept per process for the numbers seen last (bounded): a request,
+#: and the next login of the same number, parse it once.
+_FACTS: dict[str, _Facts] = {}
+_FACTS_SIZE = 4096
+_TYPE_NAMES = {
+    value: name
+    for name, value in vars(phonenumbers.PhoneNumberType).items()
+    if isinstance(value, int)
+}
+
+
+def _remember(e164: str, number: phonenumbers.PhoneNumber) -> _Facts:
+    facts = _Facts(
+        phonenumbers.region_code_for_number(number),
+        _TYPE_NAMES.get(phonenumbers.number_type(number), "UNKNOWN"),
+        str(number.country_code),
+    )
+    if len(_FACTS) >= _FACTS_SIZE:
+        _FACTS.clear()  # simpler than an LRU, and as good for a working set this size
+    _FACTS[e164] = facts
+    return facts
+
+
+def _facts(e164: str) -> _Facts | None:
+    facts = _FACTS.get(e164)
+    if facts is None:
+        try:
+            facts = _remember(e164, phonenumbers.parse(e164, None))
+        except phonenumbers.NumberParseException:
+            return None
+    return facts
 
 
 def _has_letters(text: str, extension: str | None) -> bool:
@@ -81,10 +123,8 @@ def _has_letters(text: str, extension: str | None) -> bool:
 
 def region_of(e164: str) -> str | None:
     """The ISO region of an E.164 number (``"SE"``), or ``None``."""
-    try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    except phonenumbers.NumberParseException:
-        return None
+    facts = _facts(e164)
+    return facts.region if facts is not None else None
 
 
 def mask_phone(e164: str) -> str:
@@ -94,10 +134,8 @@ def mask_phone(e164: str) -> str:
     """
     if not e164:
         return ""
-    try:
-        country = str(phonenumbers.parse(e164, None).country_code)
-    except phonenumbers.NumberParseException:
-        country = ""
+    facts = _facts(e164)
+    country = facts.country_code if facts is not None else ""
     digits = e164.lstrip("+")
     rest = digits[len(country) :]
     if len(rest) <= 4:
@@ -107,13 +145,5 @@ def mask_phone(e164: str) -> str:
 
 def number_type_of(e164: str) -> str:
     """The ``phonenumbers.PhoneNumberType`` name of a number (``"MOBILE"``, ``"PREMIUM_RATE"``)."""
-    try:
-        kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
-    except phonenumbers.NumberParseException:
-        return "UNKNOWN"
-    names = {
-        value: name
-        for name, value in vars(phonenumbers.PhoneNumberType).items()
-        if isinstance(value, int)
-    }
-    return names.get(kind, "UNKNOWN")
+    facts = _facts(e164)
+    return facts.number_type if facts is not None else "UNKNOWN"

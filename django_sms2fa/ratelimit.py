@@ -31,11 +31,13 @@ from django.core.cache import caches
 
 from .conf import MAX_RATE_PERIOD, app_settings
 from .exceptions import (
+    DestinationSuspended,
     LimitsUnavailable,
     RateLimited,
     Sms2faConfigurationError,
     VerificationLocked,
 )
+from .ratelimit_redis import RedisScripts, scripts_for
 
 logger = logging.getLogger("django_sms2fa")
 
@@ -69,6 +71,36 @@ def parse_rate(text: str) -> Rate:
 
 def _cache() -> _GuardedCache:
     return _GuardedCache(app_settings.CACHE)
+
+
+_NO_SCRIPTS = object()
+
+
+def _scripts() -> RedisScripts | None:
+    """The Lua scripts of :mod:`~django_sms2fa.ratelimit_redis` when the limits
+    cache is Redis (one round trip per step), else ``None`` (generic calls).
+
+    Kept on the cache backend object, which Django makes once per thread and
+    replaces when ``CACHES`` changes."""
+    alias = app_settings.CACHE
+    backend = caches[alias]
+    scripts = getattr(backend, "_sms2fa_scripts", _NO_SCRIPTS)
+    if scripts is _NO_SCRIPTS:
+        scripts = scripts_for(alias, backend)
+        backend._sms2fa_scripts = scripts
+    return scripts  # type: ignore[return-value]
+
+
+def _seconds(ms: Any) -> float:
+    """A time read back from the limits cache (see :func:`_ms`); 0 for none."""
+    return ms / 1000 if isinstance(ms, (int, float)) else 0.0
+
+
+def _ms(seconds: float) -> int:
+    """A time as the limits cache keeps it: whole milliseconds (an integer,
+    which every cache backend stores as a plain number — a float would be
+    pickled, and a script could not read it)."""
+    return int(seconds * 1000)
 
 
 class _GuardedCache:
@@ -117,8 +149,10 @@ class _GuardedCache:
 def _key(*parts: object) -> str:
     # Hashed: keys stay short and cache-safe whatever the input, and phone
     # numbers do not sit in Redis in clear.
+    # The hash tag {sms2fa} puts every key on one slot of a Redis Cluster, where
+    # a script may only touch keys of one slot.
     digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
-    return f"sms2fa:{parts[0]}:{digest}"
+    return f"{{sms2fa}}:{parts[0]}:{digest}"
 
 
 # ----------------------------------------------------------------- send limits
@@ -147,10 +181,10 @@ def take(scope: str, subject: str, rates: Iterable[Rate], *, now: float | None =
         if rate.count == 1:
             key = _key("cool", scope, rate.seconds, subject)
             until = now + rate.seconds
-            if cache.add(key, until, timeout=rate.seconds):
+            if cache.add(key, _ms(until), timeout=rate.seconds):
                 taken.append(Hit(key, cooldown=True))
                 continue
-            blocked_until = cache.get(key) or until
+            blocked_until = _seconds(cache.get(key)) or until
             give_back(taken)
             raise RateLimited(limit=scope, retry_after=max(math.ceil(blocked_until - now), 1))
         window = int(now // rate.seconds)
@@ -195,6 +229,182 @@ def rates_for(scope: str) -> list[Rate]:
         ) from err
 
 
+# ------------------------------------------------------------ the send guard
+
+
+@dataclass(frozen=True)
+class PumpCount:
+    """A send (or a verification) to count towards the pumping breaker."""
+
+    phone: str
+    prefix: str
+    #: The number is a confirmed device's, the one the challenge is for: it
+    #: is never counted, only remembered as proved (see :func:`mark_known`).
+    proved: bool
+    #: When the challenge was sent: a verification counts in its send's window.
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class SendTicket:
+    """What :func:`guard_send` took for one send."""
+
+    hits: list[Hit]
+    #: The breaker's count of this send, if it made one (give it back with
+    #: :func:`undo_pump_send` when no SMS went out after all).
+    pump: PumpCount | None
+    #: This send tripped the breaker for its prefix (the send itself goes).
+    tripped: bool
+
+
+def guard_send(
+    *,
+    lock_subject: str,
+    breaker_prefix: str | None,
+    takes: Iterable[tuple[str, str]],
+    pump: PumpCount | None = None,
+    now: float | None = None,
+) -> SendTicket:
+    """Every limit of one send, in order, all or nothing.
+
+    1. the failure lockout of ``lock_subject`` (a locked account gets no code);
+    2. the pumping breaker of ``breaker_prefix`` (``None``: exempt);
+    3. one count per ``(scope, subject)`` of ``takes``, under each rate of the
+       scope (:func:`rates_for`) — cooldowns and windows;
+    4. with ``pump``, the breaker's count of this send (a number that has not
+       proved itself), which may trip the breaker.
+
+    On Redis this is one script, one round trip; elsewhere, generic cache calls
+    that give back what they took when a later limit refuses.
+
+    :raises VerificationLocked: (``limit`` ``"lockout"``)
+    :raises DestinationSuspended: (``limit`` ``"pumping"``)
+    :raises RateLimited: (``limit`` the scope that refused)
+    """
+    now = time.time() if now is None else now
+    takes = [(scope, str(subject), rates_for(scope)) for scope, subject in takes]
+    scripts = _scripts()
+    if scripts is not None:
+        return _guard_send_script(scripts, lock_subject, breaker_prefix, takes, pump, now)
+    state = lock_state(lock_subject, now=now)
+    if state.locked_for:
+        raise VerificationLocked(limit="lockout", retry_after=state.locked_for)
+    if breaker_prefix is not None:
+        suspended = breaker_open_for(breaker_prefix, now=now)
+        if suspended:
+            raise DestinationSuspended(limit="pumping", retry_after=suspended)
+    taken: list[Hit] = []
+    try:
+        for scope, subject, rates in takes:
+            taken += take(scope, subject, rates, now=now)
+    except RateLimited:  # take() gave back its own counts; these are the earlier scopes'
+        give_back(taken)
+        raise
+    counted, tripped = None, False
+    if pump is not None:
+        if pump.proved or is_known(pump.phone):
+            mark_known(pump.phone)
+        else:
+            counted, tripped = pump, count_send(pump.prefix, now=now)
+    return SendTicket(taken, counted, tripped)
+
+
+def _guard_send_script(
+    scripts: RedisScripts,
+    lock_subject: str,
+    breaker_prefix: str | None,
+    takes: list[tuple[str, str, list[Rate]]],
+    pump: PumpCount | None,
+    now: float,
+) -> SendTicket:
+    now_ms = _ms(now)
+    keys = [
+        _key("fail-s", lock_subject),
+        _key("fail-t", lock_subject),
+        _key("pump-open", "prefix", breaker_prefix or (pump.prefix if pump else "")),
+    ]
+    args: list[Any] = [now_ms, app_settings.LOCKOUT_THRESHOLD, int(breaker_prefix is not None)]
+    planned: list[tuple[str, Hit]] = []
+    for scope, subject, rates in takes:
+        for rate in rates:
+            if rate.count == 1:
+                key = _key("cool", scope, rate.seconds, subject)
+                args += [1, 1, rate.seconds, rate.seconds, 0]
+            else:
+                window = int(now // rate.seconds)
+                key = _key("win", scope, rate.seconds, window, subject)
+                args += [
+                    0,
+                    rate.count,
+                    rate.seconds,
+                    rate.seconds + 5,
+                    (window + 1) * rate.seconds * 1000,
+                ]
+            keys.append(key)
+            planned.append((scope, Hit(key, cooldown=rate.count == 1)))
+    args.insert(3, len(planned))
+    if pump is not None:
+        config = app_settings.PUMPING
+        bucket = _bucket(now)
+        keys += [
+            _key("pump-known", pump.phone),
+            _key("pump-sent", "prefix", pump.prefix, bucket),
+            _key("pump-ok", "prefix", pump.prefix, bucket),
+        ]
+        args += [
+            1,
+            int(pump.proved),
+            config["MIN_SENDS"],
+            repr(float(config["MIN_VERIFIED_RATIO"])),
+            config["SUSPEND_FOR"],
+            config["WINDOW"] * 2,
+            app_settings.LOCKOUT_MEMORY,
+        ]
+    else:
+        args.append(0)
+    result = scripts.run("send", keys, args)
+    status = int(result[0])
+    if status == 1:
+        raise VerificationLocked(limit="lockout", retry_after=_retry(result[1]))
+    if status == 2:
+        raise DestinationSuspended(limit="pumping", retry_after=_retry(result[1]))
+    if status == 3:
+        scope = planned[int(result[2]) - 1][0]
+        raise RateLimited(limit=scope, retry_after=_retry(result[1]))
+    hits = [hit for _scope, hit in planned]
+    return SendTicket(hits, pump if int(result[2]) else None, bool(int(result[1])))
+
+
+def _retry(ms: Any) -> int:
+    return max(math.ceil(int(ms) / 1000), 1)
+
+
+def undo_pump_send(pump: PumpCount, *, now: float | None = None) -> None:
+    """Give back the breaker's count of a send that no provider took."""
+    now = time.time() if now is None else now
+    try:
+        _cache().decr(_key("pump-sent", "prefix", pump.prefix, _bucket(now)))
+    except ValueError:  # its window ended meanwhile
+        pass
+
+
+def count_pump_send(pump: PumpCount, *, now: float | None = None) -> bool:
+    """Count a send that already went out towards the breaker (a send made
+    after its guard: on commit, by a task worker); ``True`` if it tripped."""
+    if pump.proved or is_known(pump.phone):
+        mark_known(pump.phone)
+        return False
+    return count_send(pump.prefix, now=now)
+
+
+def count_pump_verified(pump: PumpCount) -> None:
+    """Count a verification towards the breaker — only if its send was
+    counted (the number had not proved itself) — and mark the number as proved."""
+    if not (pump.proved or is_known(pump.phone)):
+        count_verified(pump.prefix, created=pump.sent_at)
+    mark_known(pump.phone)
+
+
 # ------------------------------------------------------------- failure lockout
 
 
@@ -225,15 +435,16 @@ def lock_state(subject: str, *, now: float | None = None) -> LockState:
     recorded. Were the time evicted alone, the next wrong code records it
     again: one guess, not a way around the lock.
     """
-    cache = _cache()
     now = time.time() if now is None else now
-    failures = cache.get(_key("fail-s", subject)) or 0
+    keys = [_key("fail-s", subject), _key("fail-t", subject)]
+    found = _cache().get_many(keys)  # one round trip (MGET on Redis)
+    failures = found.get(keys[0]) or 0
     if failures < app_settings.LOCKOUT_THRESHOLD:
         return LockState(failures, 0)
-    last = cache.get(_key("fail-t", subject))
+    last = found.get(keys[1])
     if last is None:
         return LockState(failures, 0)
-    remaining = math.ceil(last + lock_delay(failures) - now)
+    remaining = math.ceil(_seconds(last) + lock_delay(failures) - now)
     return LockState(failures, max(remaining, 0))
 
 
@@ -245,7 +456,7 @@ def record_failure(subject: str, *, now: float | None = None) -> int:
     ttl = app_settings.LOCKOUT_MEMORY
     _count_up(_key("fail-n", subject), ttl)
     failures = _count_up(_key("fail-s", subject), ttl)
-    cache.set(_key("fail-t", subject), now, timeout=ttl)
+    cache.set(_key("fail-t", subject), _ms(now), timeout=ttl)
     return failures
 
 
@@ -256,10 +467,27 @@ class Guess:
     subject: str
     number: int  # its place in the count (settled failures + guesses in flight), 1-based
     gated: bool  # holds the one-at-a-time gate (from the threshold on)
+    #: Already settled as right (``reserve_guess(right=True)``): nothing more to do.
+    settled: bool = False
 
 
-def reserve_guess(subject: str, *, now: float | None = None) -> Guess:
+class LockRunning(VerificationLocked):
+    """The lock earned by earlier failures still runs (as opposed to a guess
+    that must wait for the guesses in flight); the flows record it as a refusal."""
+
+
+def reserve_guess(
+    subject: str,
+    *,
+    right: bool = False,
+    verified: PumpCount | None = None,
+    now: float | None = None,
+) -> Guess:
     """Take this guess's place in the failure count *before* it is judged.
+
+    :param right: the guess is already known to be right (a code we check
+        ourselves): admitted, it is settled at once (:func:`settle_right`,
+        with ``verified`` counted for the breaker) — in the same round trip.
 
     A count taken after the verdict lets a burst through: guesses that
     arrive together over several open challenges all pass the lock check
@@ -276,11 +504,71 @@ def reserve_guess(subject: str, *, now: float | None = None) -> Guess:
     failure), :func:`settle_right` (the count is cleared) or
     :func:`release_guess` (not judged: the place is given back).
 
-    :raises VerificationLocked: the count is at the threshold (another guess
-        holds the gate, or the lock of the earlier failures still runs).
+    :raises LockRunning: the lock of the earlier failures still runs.
+    :raises VerificationLocked: the count is at the threshold and another
+        guess holds the gate, or guesses in flight must be judged first.
     """
-    cache = _cache()
     now = time.time() if now is None else now
+    scripts = _scripts()
+    if scripts is not None:
+        return _reserve_guess_script(scripts, subject, right, verified, now)
+    state = lock_state(subject, now=now)
+    if state.locked_for:
+        raise LockRunning(limit="lockout", retry_after=state.locked_for)
+    guess = _reserve_guess_generic(subject, now)
+    if right:
+        settle_right(guess, verified=verified)
+        return Guess(subject, guess.number, gated=False, settled=True)
+    return guess
+
+
+def _guess_keys(subject: str, verified: PumpCount | None) -> list[str]:
+    keys = [_key(part, subject) for part in ("fail-n", "fail-s", "fail-t", "gate")]
+    if verified is not None:
+        bucket = _bucket(verified.sent_at)
+        keys += [
+            _key("pump-known", verified.phone),
+            _key("pump-ok", "prefix", verified.prefix, bucket),
+        ]
+    else:
+        keys += [_key("pump-known", ""), _key("pump-ok", "prefix", "", 0)]
+    return keys
+
+
+def _verified_args(verified: PumpCount | None) -> list[Any]:
+    if verified is None:
+        return [0, 0, 0, 0]
+    return [
+        1,
+        int(verified.proved),
+        app_settings.PUMPING["WINDOW"] * 2,
+        app_settings.LOCKOUT_MEMORY,
+    ]
+
+
+def _reserve_guess_script(
+    scripts: RedisScripts, subject: str, right: bool, verified: PumpCount | None, now: float
+) -> Guess:
+    args = [
+        _ms(now),
+        app_settings.LOCKOUT_THRESHOLD,
+        app_settings.LOCKOUT_MEMORY,
+        int(right),
+        *_verified_args(verified if right else None),
+    ]
+    result = scripts.run("reserve", _guess_keys(subject, verified if right else None), args)
+    status = int(result[0])
+    if status == 1:
+        raise LockRunning(limit="lockout", retry_after=_retry(result[1]))
+    if status == 2:
+        raise VerificationLocked(limit="lockout", retry_after=_retry(result[1]))
+    if right:
+        return Guess(subject, int(result[1]), gated=False, settled=True)
+    return Guess(subject, int(result[1]), gated=bool(int(result[2])))
+
+
+def _reserve_guess_generic(subject: str, now: float) -> Guess:
+    cache = _cache()
     threshold = app_settings.LOCKOUT_THRESHOLD
     key = _key("fail-n", subject)
     number = _count_up(key, app_settings.LOCKOUT_MEMORY)
@@ -303,7 +591,7 @@ def reserve_guess(subject: str, *, now: float | None = None) -> Guess:
         raise VerificationLocked(limit="lockout", retry_after=1)
     last = cache.get(_key("fail-t", subject))
     if earlier >= threshold and last is not None:
-        remaining = math.ceil(last + lock_delay(earlier) - now)
+        remaining = math.ceil(_seconds(last) + lock_delay(earlier) - now)
         if remaining > 0:
             release_guess(guess)
             raise VerificationLocked(limit="lockout", retry_after=remaining)
@@ -315,30 +603,62 @@ def settle_wrong(guess: Guess, *, now: float | None = None) -> int:
     settled failures reached the threshold) runs from now. Returns the number
     of settled failures it makes (one atomic ``INCR``: each number is returned
     once, so the moment the lock is first reached is seen by one guess)."""
-    cache = _cache()
     now = time.time() if now is None else now
+    scripts = _scripts()
+    if scripts is not None:
+        return _settle_script(scripts, "wrong", guess, now=now)
+    cache = _cache()
     ttl = app_settings.LOCKOUT_MEMORY
     cache.touch(_key("fail-n", guess.subject), timeout=ttl)
     failures = _count_up(_key("fail-s", guess.subject), ttl)
-    cache.set(_key("fail-t", guess.subject), now, timeout=ttl)
+    cache.set(_key("fail-t", guess.subject), _ms(now), timeout=ttl)
     if guess.gated:
         _leave_gate(guess.subject)
     return failures
 
 
-def settle_right(guess: Guess) -> None:
-    """The guess was right: the count is cleared (:func:`reset_failures`)."""
+def settle_right(guess: Guess, *, verified: PumpCount | None = None) -> None:
+    """The guess was right: the count is cleared (:func:`reset_failures`),
+    and ``verified`` counted for the breaker (:func:`count_pump_verified`)."""
+    if guess.settled:
+        return
+    scripts = _scripts()
+    if scripts is not None:
+        _settle_script(scripts, "right", guess, verified=verified)
+        return
     reset_failures(guess.subject)
     if guess.gated:
         _leave_gate(guess.subject)
+    if verified is not None:
+        count_pump_verified(verified)
 
 
 def release_guess(guess: Guess) -> None:
     """The guess was not judged (refused, lost a race, provider error): give
     its place back."""
+    if guess.settled:
+        return
+    scripts = _scripts()
+    if scripts is not None:
+        _settle_script(scripts, "release", guess)
+        return
     _count_down(_key("fail-n", guess.subject))
     if guess.gated:
         _leave_gate(guess.subject)
+
+
+def _settle_script(
+    scripts: RedisScripts,
+    verdict: str,
+    guess: Guess,
+    *,
+    verified: PumpCount | None = None,
+    now: float | None = None,
+) -> int:
+    now = time.time() if now is None else now
+    args = [verdict, _ms(now), app_settings.LOCKOUT_MEMORY, int(guess.gated)]
+    args += _verified_args(verified)
+    return int(scripts.run("settle", _guess_keys(guess.subject, verified), args))
 
 
 def _count_up(key: str, ttl: int) -> int:
@@ -384,7 +704,7 @@ def reset_failures(subject: str) -> None:
 def breaker_open_for(prefix: str, *, now: float | None = None) -> int:
     """Seconds left while sending to this number prefix is suspended."""
     now = time.time() if now is None else now
-    until = _cache().get(_key("pump-open", "prefix", prefix))
+    until = _seconds(_cache().get(_key("pump-open", "prefix", prefix)))
     return max(math.ceil(until - now), 0) if until else 0
 
 
@@ -422,7 +742,7 @@ def count_send(prefix: str, *, now: float | None = None) -> bool:
         return False
     until = now + config["SUSPEND_FOR"]
     return bool(
-        cache.add(_key("pump-open", "prefix", prefix), until, timeout=config["SUSPEND_FOR"])
+        cache.add(_key("pump-open", "prefix", prefix), _ms(until), timeout=config["SUSPEND_FOR"])
     )
 
 
@@ -495,8 +815,8 @@ def password_guess(
         _give_back_password_guess(guess)  # not judged (a backend error)
         raise
     if guess.right:
-        _give_back_password_guess(guess)
-        _cache().delete(guess.username_key)  # a success clears the username's count
+        # A success clears the username's count (and gives the IP's back).
+        _give_back_password_guess(guess, clear=guess.username_key)
     else:
         logger.info("sms2fa: wrong password (%s)", ", ".join(scope for _k, scope in guess.counted))
 
@@ -508,8 +828,11 @@ def _take_password_guess(username: str, ip_key: str | None, *, now: float | None
     subjects = [("password", _username_subject(username), config["USERNAME_THRESHOLD"])]
     if ip_key is not None:
         subjects.append(("password_ip", ip_key, config["IP_THRESHOLD"]))
+    scripts = _scripts()
+    if scripts is not None:
+        return _take_password_guess_script(scripts, subjects, config["MEMORY"], now)
     for scope, subject, _threshold in subjects:
-        until = cache.get(_key("pw-lock", scope, subject))
+        until = _seconds(cache.get(_key("pw-lock", scope, subject)))
         if until and until > now:
             raise RateLimited(limit=scope, retry_after=max(math.ceil(until - now), 1))
     guess = PasswordGuess(counted=[], locks=[], username_key=_key("pw-n", *subjects[0][:2]))
@@ -521,20 +844,54 @@ def _take_password_guess(username: str, ip_key: str | None, *, now: float | None
         if not delay:
             continue
         lock_key = _key("pw-lock", scope, subject)
-        if cache.add(lock_key, now + delay, timeout=delay):
+        if cache.add(lock_key, _ms(now + delay), timeout=delay):
             guess.locks.append(lock_key)
             if failures == threshold:
                 logger.warning("sms2fa: %s locked after %d wrong passwords", scope, failures)
             continue
         # Another guess set the lock a moment ago: this one is not judged.
-        until = cache.get(lock_key) or now + 1
+        until = _seconds(cache.get(lock_key)) or now + 1
         _give_back_password_guess(guess)
         raise RateLimited(limit=scope, retry_after=max(math.ceil(until - now), 1))
     return guess
 
 
-def _give_back_password_guess(guess: PasswordGuess) -> None:
+def _take_password_guess_script(
+    scripts: RedisScripts, subjects: list[tuple[str, str, int]], memory: int, now: float
+) -> PasswordGuess:
+    keys: list[str] = []
+    for scope, subject, _threshold in subjects:
+        keys += [_key("pw-lock", scope, subject), _key("pw-n", scope, subject)]
+    args = [_ms(now), memory, *(threshold for _s, _subject, threshold in subjects)]
+    result = scripts.run("password", keys, args)
+    if int(result[0]) == 1:
+        scope = subjects[int(result[1]) - 1][0]
+        raise RateLimited(limit=scope, retry_after=_retry(result[2]))
+    locks_set = int(result[1])
+    guess = PasswordGuess(
+        counted=[(keys[2 * i + 1], scope) for i, (scope, _s, _t) in enumerate(subjects)],
+        locks=[keys[2 * i] for i in range(len(subjects)) if locks_set & (i + 1)],
+        username_key=keys[1],
+    )
+    for index, (scope, _subject, _threshold) in enumerate(subjects):
+        if locks_set & (index + 1):
+            logger.warning("sms2fa: %s locked after wrong passwords", scope)
+    return guess
+
+
+def _give_back_password_guess(guess: PasswordGuess, *, clear: str | None = None) -> None:
+    scripts = _scripts()
+    if scripts is not None:
+        counts = [key for key, _scope in guess.counted if key != clear]
+        keys = [*counts, *guess.locks, *([clear] if clear else [])]
+        if keys:
+            scripts.run("password-back", keys, [len(counts)])
+        guess.counted, guess.locks = [], []
+        return
     cache = _cache()
+    if clear is not None:
+        cache.delete(clear)
+        guess.counted = [(key, scope) for key, scope in guess.counted if key != clear]
     for count_key, _scope in guess.counted:
         try:
             cache.decr(count_key)

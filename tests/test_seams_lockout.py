@@ -17,14 +17,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
 from django.core.cache import caches
+from django.utils import timezone
 
 from django_sms2fa import flows, login_flows, ratelimit
 from django_sms2fa.conf import app_settings
 from django_sms2fa.exceptions import (
+    ChallengeNotFound,
     IncorrectCode,
     TooManyAttempts,
     VerificationLocked,
@@ -320,8 +323,14 @@ def _hook_sends(monkeypatch, hooks: list) -> None:
 
 
 def test_a_code_returned_after_a_resend_is_not_revived(returns_code, monkeypatch, outbox):
-    """Send 1 is slow: while it waits, a resend arms the challenge, sends and
-    records code 2; then send 1's answer arrives with code 1."""
+    """Send 1 is slow: while it waits, a resend tries to arm the challenge.
+
+    A request is sent before its challenge is written (the challenge and its
+    message go in together, after the provider's answer), so there is nothing
+    to resend while send 1 waits: the resend finds no challenge, and the code
+    send 1 returns is the challenge's first. Resent afterwards, code 1 dies.
+    (The race itself, an answer arriving after a resend re-armed a challenge
+    already written, is the next test's.)"""
     provider = get_provider("default")
     real_send = provider._send
     calls = []
@@ -330,11 +339,16 @@ def test_a_code_returned_after_a_resend_is_not_revived(returns_code, monkeypatch
         calls.append(sms.reference)
         result = real_send(sms)  # the provider makes a code ...
         if len(calls) == 1:
-            flows.resend_challenge(sms.reference)  # ... but answers after the resend
+            with pytest.raises(ChallengeNotFound):  # ... nothing to resend yet
+                flows.resend_challenge(sms.reference)
         return result
 
     monkeypatch.setattr(provider, "_send", slow_first)
     challenge = flows.request_challenge(phone=PHONE, purpose=Purpose.VERIFY_PHONE)
+    Challenge.objects.filter(pk=challenge.pk).update(
+        last_sent_at=timezone.now() - timedelta(hours=1)
+    )
+    flows.resend_challenge(challenge.pk)
     code_1, code_2 = outbox[0].code, outbox[1].code
     assert code_1 != code_2 and len(calls) == 2
     with pytest.raises(IncorrectCode):

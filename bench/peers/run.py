@@ -6,10 +6,13 @@ Run it in the peers' virtualenv (``bash bench/peers/setup.sh`` makes it)::
 
 For each app it times N cycles per round (create a code for a user's phone,
 verify it with the right code), the apps interleaved in one process and
-rotated each round, on one PostgreSQL database. It then counts the SQL
-statements of one warm cycle, and runs two probes: 16 threads behind a barrier
-verifying the same right code (how many are accepted), and the right code
-verified again after a success (replay). It prints a Markdown table and
+rotated each round, on one PostgreSQL database. This app runs three times: its
+flows called as functions, and its REST API (``verify_phone`` challenges, and
+password-then-code login) driven through ``django.test.Client`` with the full
+middleware stack of ``settings.py``. It then counts the SQL statements of one
+warm cycle, and runs two probes: 16 threads behind a barrier verifying the
+same right code (how many are accepted), and the right code verified again
+after a success (replay). It prints a Markdown table and
 writes JSON (``--json``, default ``bench/peers/results.json``) with the machine.
 """
 
@@ -42,7 +45,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core import mail  # noqa: E402
 from django.core.cache import cache  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test import RequestFactory  # noqa: E402
+from django.test import Client, RequestFactory  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.urls import resolve  # noqa: E402
 
@@ -51,10 +54,14 @@ from bench.peers import peer_backends  # noqa: E402
 PASSWORD = "bench-peers-password"
 RACERS = 16
 FIRST_PHONE = 1_000_000  # +4670 1000000 ...: Swedish mobile numbers
+# The REST rows' own numbers (a number is confirmed on one account only).
+REST_LOGIN_PHONE = 2_000_000
+REST_PHONE_PHONE = 3_000_000
+API = "/sms2fa/api/"  # bench/peers/urls.py
 
 
-def phone_of(i: int) -> str:
-    return f"+4670{FIRST_PHONE + i}"
+def phone_of(i: int, first: int = FIRST_PHONE) -> str:
+    return f"+4670{first + i}"
 
 
 def post_view(path: str, body: dict[str, Any]) -> Any:
@@ -78,6 +85,10 @@ class App:
 
     def verify(self, state: Any) -> bool:
         raise NotImplementedError
+
+    def racer_state(self, state: Any) -> Any:
+        """The state one racer thread verifies with (run in that thread)."""
+        return state
 
 
 class Ours(App):
@@ -234,8 +245,114 @@ class Trench(App):
         )
 
 
+def new_client() -> Client:
+    """A test client with its middleware chain built, so that building it is
+    not timed in a client's first request."""
+    client = Client()
+    client.handler.load_middleware()
+    return client
+
+
+def post_json(client: Client, path: str, body: dict[str, Any]) -> Any:
+    return client.post(path, data=json.dumps(body), content_type="application/json")
+
+
+def sent_code(phone: str) -> str:
+    """The code of the one SMS just sent to ``phone``, from the locmem outbox."""
+    from django_sms2fa.providers import locmem
+
+    assert len(locmem.outbox) == 1 and locmem.outbox[0].to == phone, locmem.outbox
+    code = locmem.outbox[0].code
+    locmem.outbox.clear()
+    return code
+
+
+class OursRest(App):
+    """This app's REST API through ``django.test.Client``: one client per
+    simulated user, each cycle a new visitor (no cookie: a new session)."""
+
+    def prepare(self, users: list[Any]) -> None:
+        self.clients = [new_client() for _ in users]
+
+    def racer_state(self, state: Any) -> Any:
+        # Its own client carrying the same session cookie.
+        client, *rest = state
+        mine = new_client()
+        name = settings.SESSION_COOKIE_NAME
+        mine.cookies[name] = client.cookies[name].value
+        return (mine, *rest)
+
+
+class OursRestPhone(OursRest):
+    name = "sms2fa-rest-phone"
+    how = (
+        "REST via django.test.Client, full middleware: POST challenges/ (verify_phone, "
+        "anonymous) / POST challenges/{id}/verify/"
+    )
+
+    def prepare(self, users: list[Any]) -> None:
+        from django_sms2fa.models import Challenge
+
+        super().prepare(users)
+        Challenge.objects.filter(
+            phone__in=[phone_of(i, REST_PHONE_PHONE) for i in range(len(users))]
+        ).delete()
+
+    def request(self, i: int) -> Any:
+        client = self.clients[i]
+        client.cookies.clear()
+        phone = phone_of(i, REST_PHONE_PHONE)
+        answer = post_json(client, API + "challenges/", {"phone": phone, "purpose": "verify_phone"})
+        assert answer.status_code == 202, (answer.status_code, answer.content)
+        return client, answer.json()["id"], sent_code(phone)
+
+    def verify(self, state: Any) -> bool:
+        client, pk, code = state
+        answer = post_json(client, f"{API}challenges/{pk}/verify/", {"code": code})
+        return answer.status_code == 200 and answer.json().get("verified") is True
+
+
+class OursRestLogin(OursRest):
+    name = "sms2fa-rest-login"
+    how = (
+        "REST via django.test.Client, full middleware: POST login/ (password + send) / "
+        "POST login/verify/"
+    )
+
+    def prepare(self, users: list[Any]) -> None:
+        from django_sms2fa.models import Challenge, PhoneDevice
+
+        # Its own users and numbers: the flows row's devices are its users'.
+        users = make_users(len(users), first=REST_LOGIN_PHONE)
+        super().prepare(users)
+        Challenge.objects.filter(user__in=users).delete()
+        PhoneDevice.objects.filter(user__in=users).delete()
+        self.users = users
+        PhoneDevice.objects.bulk_create(
+            PhoneDevice(user=u, number=phone_of(i, REST_LOGIN_PHONE), name="bench", confirmed=True)
+            for i, u in enumerate(users)
+        )
+
+    def request(self, i: int) -> Any:
+        client = self.clients[i]
+        client.cookies.clear()
+        body = {"username": self.users[i].username, "password": PASSWORD}
+        answer = post_json(client, API + "login/", body)
+        assert answer.status_code == 200, (answer.status_code, answer.content)
+        data = answer.json()
+        assert data["mfa_required"] is True, data
+        return client, data["challenge"]["id"], sent_code(phone_of(i, REST_LOGIN_PHONE))
+
+    def verify(self, state: Any) -> bool:
+        client, pk, code = state
+        answer = post_json(client, API + "login/verify/", {"challenge": pk, "code": code})
+        return answer.status_code == 200 and answer.json().get("mfa_required") is False
+
+
 APPS: dict[str, Callable[[], App]] = {
     "sms2fa": Ours,
+    "sms2fa_rest_phone": OursRestPhone,
+    "sms2fa_rest_login": OursRestLogin,
     "two_factor": TwoFactor,
     "otp_email": OtpEmail,
     "phone_verify": PhoneVerify,
@@ -243,9 +360,9 @@ APPS: dict[str, Callable[[], App]] = {
 }
 
 
-def make_users(n: int) -> list[Any]:
+def make_users(n: int, first: int = FIRST_PHONE) -> list[Any]:
     user_model = get_user_model()
-    names = [f"peer-{phone_of(i)}" for i in range(n)]
+    names = [f"peer-{phone_of(i, first)}" for i in range(n)]
     have = {u.username: u for u in user_model.objects.filter(username__in=names)}
     missing = [name for name in names if name not in have]
     if missing:
@@ -277,11 +394,16 @@ def run_cycles(app: App, n: int) -> tuple[float, list[float], list[float], int]:
     return clock() - start, requests, verifies, refused
 
 
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
 class Counter:
     """Commits and Redis round trips made by this thread while active.
 
-    A commit is a statement run in autocommit outside ``atomic`` (its own
-    transaction) or the commit that closes an outermost ``atomic`` block. A
+    A commit is a write (``INSERT``/``UPDATE``/``DELETE``) run in autocommit
+    outside ``atomic`` (its own transaction) or the commit that closes an
+    outermost ``atomic`` block — as ``tests/test_sql_budget.py`` counts them. A
+    read in autocommit is a transaction too, but one with nothing to flush. A
     Redis round trip is one command sent alone or one pipeline executed (a Lua
     script is one command).
     """
@@ -323,7 +445,12 @@ class Counter:
         return self.active and threading.get_ident() == self.thread
 
     def statement(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if self.mine() and connection.get_autocommit() and not connection.in_atomic_block:
+        if (
+            self.mine()
+            and connection.get_autocommit()
+            and not connection.in_atomic_block
+            and sql.lstrip().split(None, 1)[0].upper() in WRITES
+        ):
             self.commits += 1
         return execute(sql, params, many, context)
 
@@ -360,9 +487,14 @@ def race(app: App, i: int) -> tuple[int, int]:
         from django.db import connections
 
         try:
+            try:
+                mine = app.racer_state(state)
+            except BaseException:
+                barrier.abort()  # the others would wait for this one for ever
+                raise
             barrier.wait()
             try:
-                ok = app.verify(state)
+                ok = app.verify(mine)
             except Exception as err:  # a racer that errors is not accepted
                 ok = False
                 with lock:

@@ -65,8 +65,8 @@ CACHES = {
         "LOCATION": os.environ.get("PEERS_REDIS_URL", "redis://127.0.0.1:6379/10"),
     }
 }
-# Trench's first step checks a password: a cheap hasher keeps the hash out of
-# the figures (the other apps check no password).
+# Trench's first step and this app's REST login/ check a password: a cheap
+# hasher keeps the hash out of the figures (the other apps check no password).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # django-otp's EmailDevice waits OTP_EMAIL_COOLDOWN_DURATION (60 s) between
@@ -74,12 +74,16 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 OTP_EMAIL_COOLDOWN_DURATION = 0
 
 # This app: every security default on, except the per-phone cooldown and the
-# country/global ceilings, widened so that thousands of codes can be sent.
+# country/global ceilings, widened so that thousands of codes can be sent; and
+# the per-IP limits, widened too because every django.test.Client request of
+# the REST rows comes from 127.0.0.1 (the flows row passes no client address,
+# which no per-IP limit applies to).
 SMS2FA = {
     "PROVIDERS": {"default": {"BACKEND": "django_sms2fa.providers.locmem.LocmemProvider"}},
     "DEFAULT_REGION": "SE",
     "LIMITS": {
         "phone": ["1000000/h"],
+        "ip": ["1000000/h"],
         "country": ["1000000/h"],
         "global": ["1000000/h"],
     },

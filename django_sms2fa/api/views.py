@@ -91,6 +91,12 @@ class Sms2faAPIView(APIView):
         challenge = Challenge.objects.filter(pk=_uuid(challenge_id)).first()
         if challenge is None:
             raise ChallengeNotFound()
+        self.check_owner(request, challenge)
+        return challenge
+
+    def check_owner(self, request: Request, challenge: Challenge) -> None:
+        """:meth:`owned_challenge` on a challenge already read (a flow's
+        ``accept=``): raises ChallengeNotFound unless this client owns it."""
         pending = session.get_pending_login(request)
         owned = (
             session.owns_challenge(request, challenge.pk)
@@ -103,7 +109,6 @@ class Sms2faAPIView(APIView):
         )
         if not owned:
             raise ChallengeNotFound()
-        return challenge
 
 
 def _uuid(value: Any) -> Any:
@@ -230,10 +235,13 @@ class ChallengeResendView(Sms2faAPIView):
         "sooner answers 429 `rate_limited`.",
     )
     def post(self, request: Request, challenge_id: str) -> Response:
-        challenge = self.owned_challenge(request, challenge_id)
-        if challenge.purpose == Purpose.PASSWORDLESS:
-            _require_passwordless()
-        challenge = flows.resend_challenge(challenge.pk, client=client_info(request))
+        def accept(challenge: Challenge) -> None:
+            self.check_owner(request, challenge)
+            if challenge.purpose == Purpose.PASSWORDLESS:
+                _require_passwordless()
+
+        # Ownership is checked on the row the flow reads: one read.
+        challenge = flows.resend_challenge(challenge_id, client=client_info(request), accept=accept)
         # A pending login lives as long as its code: a resend extends both.
         session.extend_pending_login(request, challenge)
         return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
@@ -261,18 +269,28 @@ class ChallengeVerifyView(Sms2faAPIView):
     )
     def post(self, request: Request, challenge_id: str) -> Response:
         data = _valid(s.CodeSerializer, request)
-        challenge = self.owned_challenge(request, challenge_id)
-        if challenge.purpose == Purpose.PASSWORDLESS:
-            _require_passwordless()
-            user, device = login_flows.finish_passwordless(challenge.pk, data["code"])
+
+        def accept(challenge: Challenge) -> None:
+            self.check_owner(request, challenge)
+            if challenge.purpose == Purpose.PASSWORDLESS:
+                _require_passwordless()
+            elif challenge.device_id is not None:
+                # Login codes go to login/verify/, device codes to devices/{id}/confirm/.
+                raise ChallengeNotFound()
+
+        # Ownership and purpose are checked on the row the flow reads: one read.
+        verified = flows.verify_challenge(
+            challenge_id,
+            data["code"],
+            purpose=(Purpose.PASSWORDLESS, Purpose.VERIFY_PHONE),
+            accept=accept,
+        )
+        if verified.purpose == Purpose.PASSWORDLESS:
+            user, device = login_flows.passwordless_login_of(verified)
             # Logged in but not verified: one factor, bound to that phone (session.py).
             session.complete_passwordless_login(request._request, user, device)
             body = get_adapter().login_response(request, user)
-            return Response({"verified": True, "purpose": challenge.purpose, **body})
-        if challenge.purpose != Purpose.VERIFY_PHONE or challenge.device_id is not None:
-            # Login codes go to login/verify/, device codes to devices/{id}/confirm/.
-            raise ChallengeNotFound()
-        verified = flows.verify_challenge(challenge.pk, data["code"], purpose=Purpose.VERIFY_PHONE)
+            return Response({"verified": True, "purpose": verified.purpose, **body})
         return Response(
             {
                 "verified": True,
