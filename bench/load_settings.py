@@ -57,6 +57,9 @@ SMS2FA = {
     },
     "PUMPING": {"MIN_SENDS": 10**9},
 }
+# The example's passwordless login stays on, with the SMS sent inline (above):
+# the timing warning is about a production setup, not this load test.
+SILENCED_SYSTEM_CHECKS = ["sms2fa.W041"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -108,10 +108,18 @@ def confirm_phone(
     :raises DeviceNotFound, ChallengeNotFound, and every verify error.
     """
     device = _own_device(user, device_id)
-    if not Challenge.objects.filter(pk=_uuid_or_none(challenge_id), device=device).exists():
-        raise ChallengeNotFound()
+
+    def accept(challenge: Challenge) -> None:
+        # This device's challenge, checked on the row verify reads.
+        if challenge.device_id != device.pk:
+            raise ChallengeNotFound()
+
     challenge = flows.verify_challenge(
-        challenge_id, code, user=user, purpose=[Purpose.VERIFY_PHONE, Purpose.CHANGE_PHONE]
+        challenge_id,
+        code,
+        user=user,
+        purpose=[Purpose.VERIFY_PHONE, Purpose.CHANGE_PHONE],
+        accept=accept,
     )
     return _confirm_proved(user, device, challenge.pk, _ip(client))
 

@@ -1392,11 +1392,7 @@ def _record_success(
         alias,
         message.provider_message_id,
     )
-    if unsaved is not None:
-        unsaved.messages.append(message)
-        unsaved.announce(signals.message_sent, sender=Message, message=message)
-    else:
-        _send_signal(signals.message_sent, sender=Message, message=message)
+    _announce_message(unsaved, signals.message_sent, message)
 
 
 def _record_failure(
@@ -1420,11 +1416,19 @@ def _record_failure(
         challenge.pk,
         message.error_code,
     )
-    if unsaved is not None:
-        unsaved.messages.append(message)
-        unsaved.announce(signals.message_failed, sender=Message, message=message, error=error)
-    else:
-        _send_signal(signals.message_failed, sender=Message, message=message, error=error)
+    _announce_message(unsaved, signals.message_failed, message, error=error)
+
+
+def _announce_message(
+    unsaved: _Unsaved | None, signal: Signal, message: Message, **kwargs: Any
+) -> None:
+    """Send ``signal`` for a saved message now, or keep an unsaved one (with
+    its signal) for :func:`_send_then_save`."""
+    if unsaved is None:
+        _send_signal(signal, sender=Message, message=message, **kwargs)
+        return
+    unsaved.messages.append(message)
+    unsaved.announce(signal, sender=Message, message=message, **kwargs)
 
 
 def _sent_message(
@@ -1536,12 +1540,22 @@ def _load(
         pk = challenge_id if isinstance(challenge_id, uuid.UUID) else uuid.UUID(str(challenge_id))
     except (ValueError, TypeError, AttributeError) as err:
         raise ChallengeNotFound() from err
-    query = Challenge.objects.select_related("user", "device") if with_user else Challenge.objects
-    challenge = query.filter(pk=pk).first()
+    query = Challenge.objects
+    if with_user:
+        # The device always comes along (the breaker and the device's last
+        # use read it); the user too, unless the caller gave it — then the
+        # caller's object is attached below, and the JOIN is one table shorter.
+        query = query.select_related("device", *(("user",) if user is None else ()))
+    # By primary key: at most one row, so neither ORDER BY nor LIMIT (.first()
+    # would add both, and the ORM would build them on every call).
+    challenge = next(iter(query.filter(pk=pk)), None)
     if challenge is None:
         raise ChallengeNotFound()
-    if user is not None and challenge.user_id != getattr(user, "pk", None):
-        raise ChallengeNotFound()
+    if user is not None:
+        if challenge.user_id != getattr(user, "pk", None):
+            raise ChallengeNotFound()
+        if with_user:
+            challenge.user = user
     if purpose is not None:
         allowed = {purpose} if isinstance(purpose, str) else set(purpose)
         if challenge.purpose not in allowed:

@@ -45,9 +45,8 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core import mail  # noqa: E402
 from django.core.cache import cache  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test import Client, RequestFactory  # noqa: E402
+from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
-from django.urls import resolve  # noqa: E402
 
 from bench.peers import peer_backends  # noqa: E402
 
@@ -65,10 +64,13 @@ def phone_of(i: int, first: int = FIRST_PHONE) -> str:
 
 
 def post_view(path: str, body: dict[str, Any]) -> Any:
-    """A DRF view called directly, without middleware (the peers' endpoints)."""
-    request = RequestFactory().post(path, data=json.dumps(body), content_type="application/json")
-    match = resolve(path)
-    return match.func(request, *match.args, **match.kwargs)
+    """A peer's DRF endpoint, through ``django.test.Client`` and the site's full
+    middleware, as this app's REST rows are driven (one client, no session
+    kept: the peers carry their state in the body)."""
+    client = getattr(_PEER_CLIENTS, "client", None)
+    if client is None:  # one per thread: the racer probe posts from 16 at once
+        client = _PEER_CLIENTS.client = new_client()
+    return post_json(client, path, body)
 
 
 class App:
@@ -190,7 +192,10 @@ class OtpEmail(App):
 
 class PhoneVerify(App):
     name = "django-phone-verify"
-    how = "DRF views phone/register + phone/verify (session token + security code)"
+    how = (
+        "REST via django.test.Client, full middleware: POST phone/register / POST "
+        "phone/verify (session token + security code)"
+    )
 
     def prepare(self, users: list[Any]) -> None:
         from phone_verify.models import SMSVerification
@@ -212,7 +217,10 @@ class PhoneVerify(App):
 
 class Trench(App):
     name = "django-trench"
-    how = "DRF authtoken views login/ (password + send) + login/code/"
+    how = (
+        "REST via django.test.Client, full middleware: POST login/ (password + send) / "
+        "POST login/code/ (authtoken)"
+    )
 
     def prepare(self, users: list[Any]) -> None:
         import pyotp
@@ -255,6 +263,9 @@ def new_client() -> Client:
 
 def post_json(client: Client, path: str, body: dict[str, Any]) -> Any:
     return client.post(path, data=json.dumps(body), content_type="application/json")
+
+
+_PEER_CLIENTS = threading.local()
 
 
 def sent_code(phone: str) -> str:
