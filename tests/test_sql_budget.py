@@ -199,8 +199,8 @@ def test_request_verify_and_resend_through_the_api(client, outbox):
     assert [q.split()[0] for q in verify.budgeted] == ["SELECT", "UPDATE"], verify.report(
         "API verify", 2
     )
-    assert [q.split()[0] for q in resend.budgeted] == ["SELECT", "UPDATE", "INSERT"], (
-        resend.report("API resend", 3)
+    assert [q.split()[0] for q in resend.budgeted] == ["SELECT", "UPDATE", "INSERT"], resend.report(
+        "API resend", 3
     )
 
 
