@@ -374,7 +374,9 @@ def verify_challenge(
         # the lock check and the breaker's count: one round trip — before the
         # UPDATE that closes the challenge. Refused by the gate, it goes on as
         # a wrong guess refused after its UPDATE would: the same answer, right
-        # code or not.
+        # code or not. (Should its UPDATE then lose a race — a concurrent right
+        # answer, a resend, the expiry — the count stays cleared and the
+        # verification counted: the code was right, the number proved itself.)
         try:
             guess = ratelimit.reserve_guess(subject, right=True, verified=verified)
         except ratelimit.LockRunning as err:

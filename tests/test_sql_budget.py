@@ -151,6 +151,33 @@ def test_second_factor_verify_through_flows(outbox, user, device):
     ], counted.report("verify (second factor)", VERIFY_BUDGET)
 
 
+def test_the_device_last_use_is_written_once_a_minute(outbox, user, device):
+    """django-otp's ``last_used_at`` moves only when a minute has passed since
+    it last did: a login right after another writes only the challenge."""
+    from datetime import timedelta
+
+    import time_machine
+
+    from django.utils import timezone
+
+    start = timezone.now()
+    shapes = []
+    for offset in (0, 30, 61):  # seconds after the first login
+        with time_machine.travel(start + timedelta(seconds=offset), tick=False):
+            challenge = login_flows.start_second_factor(user)
+            with Counted() as counted:
+                login_flows.finish_second_factor(challenge.pk, outbox[-1].code, user=user)
+            shapes.append(counted.shape())
+            device.refresh_from_db()
+            assert device.last_used_at == start + timedelta(seconds=0 if offset == 30 else offset)
+    touched = [
+        "SELECT django_sms2fa_challenge",
+        "UPDATE django_sms2fa_challenge",
+        "UPDATE django_sms2fa_phonedevice",
+    ]
+    assert shapes == [touched, touched[:2], touched]
+
+
 def test_passwordless_verify_through_flows(outbox, user, device):
     challenge = login_flows.start_passwordless(PHONE)
     with Counted() as counted:
