@@ -142,3 +142,42 @@ def test_keys_carry_one_hash_tag():
     assert key.startswith("{sms2fa}:fail-n:")
     made = caches[app_settings.CACHE].make_key(key)
     assert made.count("{") == 1 and "{sms2fa}" in made
+
+
+def test_the_scripts_run_on_django_redis_too(settings, sms2fa_settings):
+    """django-redis's cache (default client) gets the scripts as well: the same
+    limits, exact, in one round trip — on the Redis the suite already uses."""
+    if not on_redis():
+        pytest.skip("needs Redis; run with SMS2FA_TEST_DB=postgres")
+    pytest.importorskip("django_redis")
+    location = django_settings.CACHES[app_settings.CACHE]["LOCATION"]
+    settings.CACHES = {
+        **settings.CACHES,
+        "django-redis": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": location,
+            "KEY_PREFIX": "django-redis-limits",
+        },
+    }
+    sms2fa_settings(CACHE="django-redis", LIMITS={"phone": ["2/h"]})
+    caches["django-redis"].clear()
+    assert ratelimit._scripts() is not None
+    with frozen():
+        for _ in range(2):
+            ratelimit.guard_send(
+                lock_subject="phone:dr", breaker_prefix=None, takes=[("phone", "dr")]
+            )
+        with pytest.raises(RateLimited) as refused:
+            ratelimit.guard_send(
+                lock_subject="phone:dr", breaker_prefix=None, takes=[("phone", "dr")]
+            )
+        assert refused.value.context["limit"] == "phone"
+        subject = "user:django-redis"
+        for _ in range(app_settings.LOCKOUT_THRESHOLD):
+            ratelimit.settle_wrong(ratelimit.reserve_guess(subject))
+        # The generic read (django-redis's own get_many) sees the script's lock.
+        assert ratelimit.lock_state(subject) == ratelimit.LockState(
+            app_settings.LOCKOUT_THRESHOLD, 512
+        )
+        with pytest.raises(ratelimit.LockRunning):
+            ratelimit.reserve_guess(subject, right=True)
