@@ -818,6 +818,7 @@ def _guard_send(
     user_id = getattr(user, "pk", None)
     sender = _sender(purpose, user)
     confirmed = _to_confirmed_device(e164, device)
+    now = time.time()  # one clock for every window, the breaker's included
     try:
         allowed = app_settings.ALLOWED_REGIONS
         if allowed is not None and region not in allowed:
@@ -839,7 +840,8 @@ def _guard_send(
             # would let the breaker be aimed at real users of a prefix.
             breaker_prefix=None if sender == PASSWORD and confirmed else prefix,
             takes=takes if count else [],
-            pump=ratelimit.PumpCount(e164, prefix, confirmed, time.time()) if pump else None,
+            pump=ratelimit.PumpCount(e164, prefix, confirmed, now) if pump else None,
+            now=now,
         )
     except (RateLimited, NumberNotAllowed) as err:  # the lockout and the breaker too
         _record_refusal(err, phone=e164, user_id=user_id, ip=client.ip)

@@ -379,11 +379,11 @@ def _retry(ms: Any) -> int:
     return max(math.ceil(int(ms) / 1000), 1)
 
 
-def undo_pump_send(pump: PumpCount, *, now: float | None = None) -> None:
+def undo_pump_send(pump: PumpCount) -> None:
     """Give back the breaker's count of a send that no provider took."""
-    now = time.time() if now is None else now
+    # In the window the send was counted in, even if it has ended since.
     try:
-        _cache().decr(_key("pump-sent", "prefix", pump.prefix, _bucket(now)))
+        _cache().decr(_key("pump-sent", "prefix", pump.prefix, _bucket(pump.sent_at)))
     except ValueError:  # its window ended meanwhile
         pass
 

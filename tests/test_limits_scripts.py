@@ -181,3 +181,33 @@ def test_the_scripts_run_on_django_redis_too(settings, sms2fa_settings):
         )
         with pytest.raises(ratelimit.LockRunning):
             ratelimit.reserve_guess(subject, right=True)
+
+
+def test_a_send_no_provider_took_gives_its_breaker_count_back(outbox):
+    """The breaker counts a send to a never-verified number with the limits,
+    before the provider is called; when no provider takes the SMS, that count
+    goes back — a provider outage must not look like pumping."""
+    from django_sms2fa.exceptions import DeliveryFailed, ProviderUnavailable
+    from django_sms2fa.providers import locmem
+
+    sent_count = []
+
+    def count_after(send) -> None:
+        number = mobiles(1, base="+46704")[0]
+        send(number)
+        prefix = number[: 1 + app_settings.PUMPING["PREFIX_DIGITS"]]
+        bucket = ratelimit._bucket(ratelimit.time.time())
+        key = ratelimit._key("pump-sent", "prefix", prefix, bucket)
+        sent_count.append(caches[app_settings.CACHE].get(key) or 0)
+        caches[app_settings.CACHE].delete(key)
+
+    with frozen():
+        count_after(lambda n: flows.request_challenge(phone=n, purpose=Purpose.VERIFY_PHONE))
+        locmem.fail_next(ProviderUnavailable())
+
+        def failing(number: str) -> None:
+            with pytest.raises(DeliveryFailed):
+                flows.request_challenge(phone=number, purpose=Purpose.VERIFY_PHONE)
+
+        count_after(failing)
+    assert sent_count == [1, 0]
