@@ -46,6 +46,7 @@ __all__ = [
     "WebhookOutcome",
     "accepts_reports",
     "receive_webhook",
+    "report_provider",
     "record_delivery",
     "refresh_pending",
 ]
@@ -197,9 +198,15 @@ class WebhookOutcome:
 
 def accepts_reports(alias: str) -> bool:
     """Whether provider ``alias`` exists and can read delivery webhooks."""
+    return report_provider(alias) is not None
+
+
+def report_provider(alias: str) -> BaseProvider | None:
+    """Provider ``alias``, if it exists and can read delivery webhooks."""
     if alias not in app_settings.PROVIDERS:
-        return False
-    return get_provider(alias).receives_delivery_reports()
+        return None
+    provider = get_provider(alias)
+    return provider if provider.receives_delivery_reports() else None
 
 
 def receive_webhook(alias: str, body: bytes, content_type: str) -> WebhookOutcome:

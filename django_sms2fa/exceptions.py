@@ -223,6 +223,12 @@ class ProviderError(Sms2faError):
     text, kept for the audit; providers must strip secrets from them before
     raising. ``may_have_sent`` is true when the request may have reached the
     provider (a timeout after sending): such a message must not be re-sent.
+
+    ``provider_limit`` is set when the provider refused because of its own
+    rate limits on this number (Twilio Verify's 60203 "max send attempts",
+    60202 "max check attempts"): ``"send"`` or ``"check"``, with
+    ``retry_after`` (seconds) where known. The flows answer those as this
+    app's own ``rate_limited`` / ``too_many_attempts``, not as a failure.
     """
 
     code = "provider_error"
@@ -237,8 +243,12 @@ class ProviderError(Sms2faError):
         provider_text: str = "",
         http_status: int | None = None,
         may_have_sent: bool = False,
+        provider_limit: str = "",
         **context: Any,
     ) -> None:
+        if provider_limit not in ("", "send", "check"):
+            raise ValueError("provider_limit must be '', 'send' or 'check'")
+        self.provider_limit = provider_limit
         self.provider = provider
         self.provider_code = str(provider_code)[:64]
         self.provider_text = str(provider_text)[:500]

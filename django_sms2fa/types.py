@@ -23,6 +23,13 @@ MESSAGE_STATUSES = (QUEUED, SENT, DELIVERED, FAILED, UNKNOWN)
 # Statuses after which a provider has nothing more to say about a message.
 FINAL_STATUSES = (DELIVERED, FAILED)
 
+# How a code reaches the phone. "sms" everywhere; "call" (a voice call that
+# reads the code) and "whatsapp" only through providers that declare them.
+SMS = "sms"
+CALL = "call"
+WHATSAPP = "whatsapp"
+CHANNELS = (SMS, CALL, WHATSAPP)
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -33,6 +40,8 @@ class Capabilities:
     - ``returns_code``: makes a code itself and tells us what it was.
     - ``verifies_code``: keeps the code and checks it (``check_code``).
     - ``max_code_length``: the longest code the provider accepts from us.
+    - ``channels``: how it can reach the phone (:data:`CHANNELS`); ``sms``
+      unless the provider also calls or writes on WhatsApp.
     """
 
     delivers_text: bool = False
@@ -40,6 +49,12 @@ class Capabilities:
     returns_code: bool = False
     verifies_code: bool = False
     max_code_length: int | None = None
+    channels: frozenset[str] = frozenset({SMS})
+
+    def __post_init__(self) -> None:
+        unknown = set(self.channels) - set(CHANNELS)
+        if unknown or not self.channels:
+            raise ValueError(f"Capabilities.channels must be a non-empty subset of {CHANNELS}")
 
     def takes_our_code(self, length: int) -> bool:
         fits = self.max_code_length is None or length <= self.max_code_length
@@ -67,6 +82,9 @@ class OutgoingSms:
     code_length: int = 6
     ttl: int = 300
     username: str = ""
+    #: How to reach the phone (:data:`CHANNELS`); the flows only ask a provider
+    #: for a channel its ``capabilities.channels`` declares.
+    channel: str = SMS
 
 
 @dataclass

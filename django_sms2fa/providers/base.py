@@ -13,6 +13,9 @@ checks the result; subclasses fill ``_send()`` and declare ``capabilities``.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..exceptions import ProviderError, Sms2faConfigurationError
@@ -30,6 +33,24 @@ class InvalidDeliveryReport(ValueError):
     def __init__(self, what: str, *, code: str = "malformed_report") -> None:
         self.code = code
         super().__init__(what)
+
+
+@dataclass(frozen=True)
+class WebhookCall:
+    """One call to the delivery webhook, as a signing provider needs to see it.
+
+    ``url`` is the absolute URL the request arrived at, as Django rebuilds it
+    (``request.build_absolute_uri()``: scheme and host from the request, so
+    behind a proxy ``SECURE_PROXY_SSL_HEADER`` / ``USE_X_FORWARDED_HOST``
+    decide them). ``headers`` has lower-case names. ``received_at`` is aware.
+    """
+
+    url: str
+    method: str
+    headers: Mapping[str, str]
+    body: bytes
+    content_type: str
+    received_at: datetime
 
 
 class BaseProvider:
@@ -98,12 +119,33 @@ class BaseProvider:
     def parse_delivery_report(self, body: bytes, content_type: str) -> list[DeliveryReport]:
         """Read the body of a delivery webhook this provider called.
 
-        Only the parsing: the webhook has already checked the shared secret.
+        Only the parsing: the webhook has already checked the shared secret
+        or, for a provider that signs its calls, :meth:`verify_webhook`.
 
         :returns: one :class:`DeliveryReport` per message the body names.
         :raises InvalidDeliveryReport: the body is not what the provider sends.
         """
         raise NotImplementedError(f"{type(self).__name__} sends no delivery reports")
+
+    def verify_webhook(self, call: WebhookCall) -> None:
+        """Check that the provider itself made this webhook call (its signature).
+
+        Implemented by providers that sign their callbacks (Twilio, Vonage,
+        Amazon SNS); the webhook then relies on the signature and needs no
+        shared secret in ``SMS2FA["WEBHOOK_SECRETS"]``. Compare in constant
+        time; refuse a call dated too far from ``call.received_at`` where the
+        provider dates its calls.
+
+        :raises InvalidDeliveryReport: with ``code`` ``"bad_signature"`` (missing,
+            forged, for another URL or body) or ``"stale"`` (outside the
+            accepted time window). The webhook answers 403 and changes nothing.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not sign its webhooks")
+
+    @classmethod
+    def signs_webhooks(cls) -> bool:
+        """Whether the class implements :meth:`verify_webhook`."""
+        return cls.verify_webhook is not BaseProvider.verify_webhook
 
     @classmethod
     def has_status_lookup(cls) -> bool:

@@ -1,6 +1,9 @@
 """The delivery webhook: HTTP in → :func:`delivery.receive_webhook` → HTTP out.
 
-``POST <prefix>/<alias>/`` with the alias's secret from
+``POST <prefix>/<alias>/``. Providers that sign their callbacks (Twilio's
+``X-Twilio-Signature``, Vonage's signed JWT, Amazon SNS's certificate-based
+signature) are checked by their own method (``BaseProvider.verify_webhook``)
+and need no shared secret. For the others, the alias's secret from
 ``SMS2FA["WEBHOOK_SECRETS"]``. Neither iP1 (``deliveryReportUrl``) nor GoSMS
 (a URL entered in its panel) can add a header or sign a request: all they
 call is a URL. So the secret travels in the URL's query, ``?secret=…``. Where
@@ -10,9 +13,10 @@ of header, Basic auth and query that is present is the one compared.
 
 Answers (JSON, ``{"error": {"code", "message"}}`` for errors):
 
-* 404 ``not_found``: no such alias, no secret for it, or a provider that sends
-  no reports (the same answer for all three);
-* 403 ``forbidden``: missing or wrong secret; nothing more is said;
+* 404 ``not_found``: no such alias, no secret for it (unsigned providers), or
+  a provider that sends no reports (the same answer for all three);
+* 403 ``forbidden``: missing or wrong secret, or a signature that is missing,
+  forged, for another URL or body, or stale; nothing more is said;
 * 413 ``request_too_large``: a body over 64 KiB;
 * 400 ``malformed_report`` / ``too_many_reports``: not a report of this
   provider;
@@ -32,6 +36,7 @@ import logging
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
@@ -39,6 +44,7 @@ from django.views.decorators.http import require_POST
 
 from .. import delivery
 from ..conf import app_settings
+from ..providers.base import WebhookCall
 
 logger = logging.getLogger("django_sms2fa.webhooks")
 
@@ -54,14 +60,19 @@ SECRET_HEADER = "HTTP_X_SMS2FA_SECRET"
 @require_POST
 @sensitive_variables("given", "secret")
 def delivery_report(request: HttpRequest, alias: str) -> JsonResponse:
-    given = _take_secret(request)
-    secret = app_settings.WEBHOOK_SECRETS.get(alias)
-    if not secret or not delivery.accepts_reports(alias):
+    provider = delivery.report_provider(alias)
+    if provider is None:
         return _error(404, "not_found", _("Not found."))
-    if not _secret_matches(given, secret):
-        # Neither the given value nor the reason (missing or wrong) is logged.
-        logger.warning("sms2fa: delivery webhook for %s refused: bad or missing secret", alias)
-        return _error(403, "forbidden", _("Forbidden."))
+    signed = provider.signs_webhooks()
+    if not signed:
+        given = _take_secret(request)
+        secret = app_settings.WEBHOOK_SECRETS.get(alias)
+        if not secret:
+            return _error(404, "not_found", _("Not found."))
+        if not _secret_matches(given, secret):
+            # Neither the given value nor the reason (missing or wrong) is logged.
+            logger.warning("sms2fa: delivery webhook for %s refused: bad or missing secret", alias)
+            return _error(403, "forbidden", _("Forbidden."))
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -71,6 +82,21 @@ def delivery_report(request: HttpRequest, alias: str) -> JsonResponse:
     body = b"" if declared > MAX_BODY_BYTES else request.read(MAX_BODY_BYTES + 1)
     if declared > MAX_BODY_BYTES or len(body) > MAX_BODY_BYTES:
         return _error(413, "request_too_large", _("The request is too large."))
+    if signed:
+        call = WebhookCall(
+            url=request.build_absolute_uri(),
+            method=request.method or "POST",
+            headers={name.lower(): value for name, value in request.headers.items()},
+            body=body,
+            content_type=request.content_type or "",
+            received_at=timezone.now(),
+        )
+        try:
+            provider.verify_webhook(call)
+        except delivery.InvalidDeliveryReport as err:
+            # The reason (bad_signature, stale) goes to the log, not the caller.
+            logger.warning("sms2fa: delivery webhook for %s refused (%s)", alias, err.code)
+            return _error(403, "forbidden", _("Forbidden."))
     try:
         outcome = delivery.receive_webhook(alias, body, request.content_type or "")
     except delivery.InvalidDeliveryReport as err:
