@@ -216,6 +216,29 @@ class DeliveryFailed(Sms2faError):
     default_message = _("The SMS could not be sent right now. Try again later.")
 
 
+class ProviderLimited(DeliveryFailed):
+    """The provider refused to send because of its own limit on this number
+    (Twilio Verify: 5 sends per number per 10 minutes). Told like this app's
+    own rate limit: ``rate_limited``, with ``retry_after`` seconds. A
+    subclass of :class:`DeliveryFailed`, so a caller that hides failures
+    (passwordless login) hides this one too."""
+
+    code = "rate_limited"
+    default_message = _("Too many requests. Try again later.")
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.context.get("retry_after", 1))
+
+
+class ChannelUnavailable(Sms2faError):
+    """No provider on this number's route can reach it on the asked channel
+    (``call``, ``whatsapp``)."""
+
+    code = "channel_unavailable"
+    default_message = _("Codes cannot be sent this way to this phone number.")
+
+
 class ProviderError(Sms2faError):
     """A provider did not do what was asked.
 

@@ -54,11 +54,13 @@ from .exceptions import (
     ChallengeNotFound,
     ChallengeQueued,
     ChallengeUndeliverable,
+    ChannelUnavailable,
     DeliveryFailed,
     IncorrectCode,
     LimitsUnavailable,
     NumberNotAllowed,
     ProviderError,
+    ProviderLimited,
     ProviderUnavailable,
     RateLimited,
     Sms2faConfigurationError,
@@ -78,7 +80,7 @@ from .models import (
 from .phones import mask_phone, normalize_phone, number_type_of, region_of
 from .providers import get_provider
 from .providers.base import BaseProvider
-from .types import FAILED, UNKNOWN, ClientInfo, OutgoingSms, SendResult
+from .types import CHANNELS, FAILED, SMS, UNKNOWN, ClientInfo, OutgoingSms, SendResult
 
 logger = logging.getLogger("django_sms2fa")
 
@@ -114,6 +116,7 @@ def request_challenge(
     client: ClientInfo | None = None,
     language: str | None = None,
     deliver: bool = True,
+    channel: str = SMS,
 ) -> Challenge:
     """Create a challenge for ``phone`` and send its code.
 
@@ -125,13 +128,21 @@ def request_challenge(
     :param deliver: ``False`` creates the challenge without sending anything —
         a decoy for an unknown number, so that the answer to "send a code to
         this number" cannot tell whether the number has an account.
+    :param channel: ``"sms"``, or ``"call"`` / ``"whatsapp"`` where a provider
+        on the number's route offers it (:func:`channels_for`).
     :returns: the saved :class:`Challenge` (status ``pending``; ``queued``
-        with ``SEND_VIA_TASKS``, until a task worker sends the code).
+        with ``SEND_VIA_TASKS``, until a task worker sends the code). Its
+        ``delivery_uncertain`` is true when no provider surely took the code
+        but one may have (the code may be delayed; a resend is allowed at once).
     :raises InvalidPhone: the number is not a valid phone number.
+    :raises ChannelUnavailable: no provider on the route offers ``channel``.
     :raises DeliveryFailed: no provider took the SMS; the challenge is left
         ``undeliverable`` (``context["challenge_id"]`` names it).
+        :class:`ProviderLimited` (a subclass): the provider's own limit for
+        this number refused it.
     """
     purpose = _valid_purpose(purpose)
+    channel = _valid_channel(channel)
     e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
     client = client or ClientInfo()
     user = user if getattr(user, "pk", None) is not None else None
@@ -142,6 +153,8 @@ def request_challenge(
     # caller's commit): the provider is called first, and the challenge goes
     # into the database with the audit row of its SMS, in one transaction.
     send_now = deliver and fixed_code is None and not queued and not _in_real_transaction()
+    # Refused before anything is counted: the route decides, not the account.
+    chain = _provider_chain(e164, channel)
     # Every refusal happens here, before any row is written or provider called.
     # A decoy (deliver=False) counts like a real send: the limits must answer
     # the same for numbers with and without an account.
@@ -153,8 +166,8 @@ def request_challenge(
         purpose=purpose,
         device=device,
         pump=send_now,
+        channel=channel,
     )
-    chain = _provider_chain(e164)
     now = timezone.now()
     challenge = Challenge(
         id=uuid.uuid4(),
@@ -168,6 +181,7 @@ def request_challenge(
         created_at=now,
         expires_at=now + timedelta(seconds=app_settings.CODE_LIFETIME),
         last_sent_at=now,
+        channel=channel,
         client_ip=client.ip,
         # Printable characters only: PostgreSQL text cannot hold NUL, and the
         # audit has no use for control characters.
@@ -194,7 +208,12 @@ def request_challenge(
         deliver = False
     logger.info("sms2fa: challenge %s requested (%s, %s)", challenge.pk, purpose, mask_phone(e164))
     if send_now:
-        _send_then_save(challenge, chain, code, language, ticket)
+        try:
+            _send_then_save(challenge, chain, code, language, ticket)
+        except DeliveryFailed:
+            _give_back_cooldowns(challenge, ticket)
+            raise
+        _give_back_cooldowns(challenge, ticket)
         return challenge
     challenge.save(force_insert=True)
     _send_signal(signals.challenge_requested, challenge=challenge)
@@ -214,10 +233,16 @@ def resend_challenge(
     language: str | None = None,
     client: ClientInfo | None = None,
     accept: Accept | None = None,
+    channel: str | None = None,
 ) -> Challenge:
     """Send a new code for a pending challenge; the old code stops working.
 
-    ``accept``: as for :func:`verify_challenge`.
+    ``accept``: as for :func:`verify_challenge`. ``channel``: switch to another
+    way of reaching the phone ("call me instead"); the default keeps the
+    challenge's. A switch is not held back by ``RESEND_INTERVAL`` (the new
+    channel's own limits apply), and neither is a resend after a delivery
+    that may not have happened (``delivery_uncertain``), except for
+    passwordless login, whose answers must not differ between numbers.
 
     The attempt counter is *not* reset (a new code never resets failures,
     NIST SP 800-63B-4 §3.1.3.2) and the lifetime starts again. Sends of one
@@ -235,8 +260,11 @@ def resend_challenge(
     if not challenge.is_pending:
         raise _closed_error(challenge)
     language = language or _language_for(challenge.user)
+    channel = challenge.channel if channel is None else _valid_channel(channel)
+    switching = channel != challenge.channel
     now = timezone.now()
-    ready_at = _resend_ready_at(challenge)
+    chain = _provider_chain(challenge.phone, channel)
+    ready_at = now if switching else _resend_ready_at(challenge)
     if ready_at > now:
         raise RateLimited(
             challenge_id=str(challenge.pk),
@@ -245,15 +273,17 @@ def resend_challenge(
     deliver = bool(challenge.sends)  # a decoy (no SMS ever) stays silent
     fixed_code = app_settings.TEST_NUMBERS.get(challenge.phone)
     deliver = deliver and fixed_code is None
-    _guard_send(
+    ticket = _guard_send(
         challenge.phone,
         user=challenge.user,
         client=client or ClientInfo(),
         count=fixed_code is None,
         purpose=challenge.purpose,
         device=challenge.device,
+        channel=channel,
     )
-    chain = _provider_chain(challenge.phone)
+    challenge.channel = channel
+    challenge.delivery_uncertain = False
     alias, provider = chain[0]
     old_hash = challenge.code_hash
     challenge.expires_at = now + timedelta(seconds=app_settings.CODE_LIFETIME)
@@ -286,6 +316,8 @@ def resend_challenge(
         expires_at=challenge.expires_at,
         last_sent_at=now,
         sends=F("sends") + (1 if deliver else 0),
+        channel=channel,
+        delivery_uncertain=False,
     )
     if not updated:
         current = _load(challenge_id)
@@ -301,8 +333,15 @@ def resend_challenge(
     _send_signal(signals.challenge_resent, challenge=challenge)
     if queued:
         _enqueue_send(challenge, language)
-    elif deliver:
+    elif deliver and _in_real_transaction():
         _deliver_now_or_on_commit(challenge, chain, code, language)
+    elif deliver:
+        try:
+            _deliver(challenge, chain, code, language)
+        except DeliveryFailed:
+            _give_back_cooldowns(challenge, ticket)
+            raise
+        _give_back_cooldowns(challenge, ticket)
     return challenge
 
 
@@ -313,7 +352,32 @@ def resend_ready_at(challenge: Challenge) -> datetime:
 
 def _resend_ready_at(challenge: Challenge) -> datetime:
     sent = challenge.last_sent_at or challenge.created_at
+    if uncertain_delivery_told(challenge):
+        return sent  # the code may never come: another may be asked for at once
     return sent + timedelta(seconds=app_settings.RESEND_INTERVAL)
+
+
+def uncertain_delivery_told(challenge: Challenge) -> bool:
+    """Whether the user is told the code may be delayed (and may resend at once).
+
+    True after a send that no provider surely took but one may have — except
+    in passwordless login, where an unknown number's decoy is never
+    uncertain, so telling it would tell the numbers apart.
+    """
+    return challenge.delivery_uncertain and challenge.purpose != Purpose.PASSWORDLESS
+
+
+def _give_back_cooldowns(challenge: Challenge, ticket: ratelimit.SendTicket) -> None:
+    """After a send that surely or maybe did not reach the phone, the limits'
+    cooldowns (``"1/30s"``) are given back, so the user can ask again at once;
+    the windows (``"5/10m"``) keep the send. Not in passwordless login, whose
+    refusals must be the same for every number."""
+    if challenge.purpose == Purpose.PASSWORDLESS:
+        return
+    if challenge.status == ChallengeStatus.UNDELIVERABLE or challenge.delivery_uncertain:
+        cooldowns = [hit for hit in ticket.hits if hit.cooldown]
+        if cooldowns:
+            ratelimit.give_back(cooldowns)
 
 
 @sensitive_variables()
@@ -429,11 +493,16 @@ def verify_challenge(
         if not local:
             try:
                 right = _code_is_right(challenge, code)
-            except ProviderError:
+            except ProviderError as err:
                 # The admitted guess was never judged: count it as not right so the
                 # challenge can still close once every admitted guess has failed.
                 attempt_held = False
                 _count_wrong(challenge, now)
+                if err.provider_limit == "check":
+                    # The provider will not check another code for this send
+                    # (Twilio Verify 60202): nothing can verify it any more.
+                    _close(challenge, ChallengeStatus.FAILED, now)
+                    raise TooManyAttempts(challenge_id=str(challenge.pk)) from err
                 raise
             attempt_held = False
             if right:
@@ -595,7 +664,12 @@ def send_queued(challenge_id: Any, *, queued_at: str, language: str | None = Non
             logger.warning("sms2fa: challenge %s expired in the task queue", challenge.pk)
             return "expired"
         return "skipped"
-    chain = _provider_chain(challenge.phone)
+    try:
+        chain = _provider_chain(challenge.phone, challenge.channel)
+    except ChannelUnavailable:
+        # The providers changed since the request: nothing can send it now.
+        _close(challenge, ChallengeStatus.UNDELIVERABLE, now)
+        return "undeliverable"
     alias, provider = chain[0]
     code = _arm(challenge, alias, provider)
     claimed = Challenge.objects.filter(
@@ -784,6 +858,7 @@ def _guard_send(
     purpose: str | None = None,
     device: PhoneDevice | None = None,
     pump: bool = False,
+    channel: str = SMS,
 ) -> ratelimit.SendTicket:
     """Refuse a send before anything is written or any provider is called.
 
@@ -825,10 +900,18 @@ def _guard_send(
             raise NumberNotAllowed(limit="region")
         if number_type_of(e164) not in app_settings.ALLOWED_NUMBER_TYPES:
             raise NumberNotAllowed(limit="number_type")
+        # Per phone and per user, each channel has its own counts: a call
+        # after an SMS that never came is not held back by the SMS's cooldown,
+        # and calls have a budget of their own. Per IP, country and site,
+        # every send counts together.
+        per_channel = "" if channel == SMS else f"{channel}:"
         subjects = [
-            ("phone", f"{sender}:{e164}"),
+            ("phone", f"{sender}:{per_channel}{e164}"),
             ("ip", limit_key(client.ip)),  # None without an address
-            ("user", user_id if sender != ANONYMOUS else None),
+            (
+                "user",
+                f"{per_channel}{user_id}" if sender != ANONYMOUS and user_id is not None else None,
+            ),
             ("country", region),
             ("global", "all"),
         ]
@@ -986,11 +1069,38 @@ def _valid_purpose(purpose: str) -> str:
     return str(purpose)
 
 
-def _provider_chain(e164: str) -> list[tuple[str, BaseProvider]]:
-    """The routed provider first, then the fallbacks, each once."""
+def _provider_chain(e164: str, channel: str = SMS) -> list[tuple[str, BaseProvider]]:
+    """The routed provider first, then the fallbacks, each once — those that
+    reach the phone on ``channel``.
+
+    :raises ChannelUnavailable: none of them does (never for ``sms``, which
+        every provider offers).
+    """
     first = app_settings.ROUTES.get(region_of(e164) or "", "default")
     aliases = list(dict.fromkeys([first, *app_settings.FALLBACKS]))
-    return [(alias, get_provider(alias)) for alias in aliases]
+    chain = [(alias, get_provider(alias)) for alias in aliases]
+    if channel == SMS:
+        return chain
+    chain = [(alias, p) for alias, p in chain if channel in p.capabilities.channels]
+    if not chain:
+        raise ChannelUnavailable(channel=channel)
+    return chain
+
+
+def channels_for(phone: str) -> list[str]:
+    """The channels a code can take to ``phone`` (E.164) on its route, ``sms``
+    first: what the pages and the API offer ("call me instead")."""
+    first = app_settings.ROUTES.get(region_of(phone) or "", "default")
+    found: set[str] = {SMS}
+    for alias in dict.fromkeys([first, *app_settings.FALLBACKS]):
+        found |= get_provider(alias).capabilities.channels
+    return [channel for channel in CHANNELS if channel in found]
+
+
+def _valid_channel(channel: str) -> str:
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
+    return str(channel)
 
 
 def _arm(challenge: Challenge, alias: str, provider: BaseProvider) -> str:
@@ -1218,16 +1328,47 @@ def _deliver(
     *,
     unsaved: _Unsaved | None = None,
 ) -> None:
-    """Hand the SMS to the chain's providers in turn until one takes it.
+    """Hand the code to the chain's providers in turn until one surely takes it.
+
+    The failover rule (docs/failover.md), in one place:
+
+    * a provider that surely did not send (refused before processing, no
+      connection, 429/502/503; a refusal about the provider itself, such as
+      its credentials) is followed by the next fallback, re-armed for it;
+    * an uncertain outcome (500/504, a read timeout or a connection dropped
+      after the request left, an answer we cannot read) is followed by the
+      next fallback **with the same code** where we made the code and check
+      it here — a double delivery then carries one code, and costs one extra
+      SMS at most. Where the provider made or checks the code, nothing more
+      is sent: a second provider's code would differ from the one that may be
+      on its way;
+    * a refusal of the message itself (a bad number) ends the chain: any
+      other provider would refuse it too.
+
+    When no provider surely took the code but one may have, the challenge
+    stays pending with ``delivery_uncertain`` set: the edges tell the user
+    the code may be delayed, and a resend is allowed at once. When none took
+    it, the challenge is closed ``undeliverable`` and :class:`DeliveryFailed`
+    raised.
 
     With ``unsaved``, the challenge is not in the database yet: what happens
     to it is kept in memory and in ``unsaved`` for :func:`_send_then_save`."""
     last_error: Exception | None = None
-    chain = _serviceable(chain, chain[0][1])
+    length = app_settings.CODE_LENGTH
+    uncertain = False  # a provider may hold the current code
+    chain = _serviceable(chain, chain[0][1], challenge.channel)
     for index, (alias, provider) in enumerate(chain):
-        if index > 0:
-            # Failover: the next provider may work in another mode, so the
-            # challenge is re-armed with its code (and the old one dropped).
+        if index > 0 and uncertain:
+            # Only the same code may follow a code that may be on its way.
+            if not (code and provider.capabilities.takes_our_code(length)):
+                continue
+            logger.info(
+                "sms2fa: challenge %s fails over to %s with the same code", challenge.pk, alias
+            )
+        elif index > 0:
+            # Failover after a sure failure: the next provider may work in
+            # another mode, so the challenge is re-armed with its code (and
+            # the old one dropped).
             previous_hash = challenge.code_hash
             code = _arm(challenge, alias, provider)
             if unsaved is None:
@@ -1246,9 +1387,10 @@ def _deliver(
             purpose=challenge.purpose,
             reference=str(challenge.pk),
             language=language or "",
-            code_length=app_settings.CODE_LENGTH,
+            code_length=length,
             ttl=max(int((challenge.expires_at - timezone.now()).total_seconds()), 1),
             username=challenge.user.get_username() if challenge.user_id else "",
+            channel=challenge.channel,
         )
         text_kept = masked if provider.capabilities.delivers_text and code else ""
         try:
@@ -1256,13 +1398,18 @@ def _deliver(
         except ProviderError as err:
             last_error = err
             _record_failure(challenge, alias, err, text_kept, unsaved)
+            if err.provider_limit == "send":
+                # The provider's own per-number limit (Twilio Verify 60203):
+                # told as this app's rate limit, not as a failure.
+                break
             if err.may_have_sent:
-                # The SMS may be on its way: re-sending could deliver two codes
-                # and charge twice, so stop here and leave the challenge open
-                # where the code can still be checked: ours, or one the
-                # provider keeps. A code the provider was to return is lost.
-                if code or challenge.checked_by == CheckedBy.PROVIDER:
-                    return
+                if code and challenge.checked_by == CheckedBy.LOCAL:
+                    uncertain = True
+                    continue  # the same code to the next provider that takes it
+                if challenge.checked_by == CheckedBy.PROVIDER:
+                    uncertain = True  # the provider's code may be on its way
+                # A code the provider was to return is lost with its answer:
+                # nothing can check it, so the challenge is undeliverable.
                 break
             if not (isinstance(err, ProviderUnavailable) or getattr(err, "failover", False)):
                 # A refusal of the message itself (bad number) would only be
@@ -1289,18 +1436,40 @@ def _deliver(
         if unsaved is None:  # else counted with the limits (_guard_send)
             _count_for_pumping(challenge)
         return
+    if uncertain:
+        _mark_uncertain(challenge, unsaved)
+        return
     _close(challenge, ChallengeStatus.UNDELIVERABLE, timezone.now(), unsaved=unsaved)
+    if isinstance(last_error, ProviderError) and last_error.provider_limit == "send":
+        raise ProviderLimited(
+            challenge_id=str(challenge.pk),
+            retry_after=int(last_error.context.get("retry_after") or app_settings.RESEND_INTERVAL),
+        ) from last_error
     raise DeliveryFailed(challenge_id=str(challenge.pk)) from last_error
 
 
+def _mark_uncertain(challenge: Challenge, unsaved: _Unsaved | None) -> None:
+    """No provider surely took the code, but one may have: say so on the row."""
+    challenge.delivery_uncertain = True
+    logger.warning(
+        "sms2fa: challenge %s: delivery uncertain (a provider may have sent the code)",
+        challenge.pk,
+    )
+    if unsaved is None:
+        Challenge.objects.filter(
+            pk=challenge.pk, status=ChallengeStatus.PENDING, last_sent_at=challenge.last_sent_at
+        ).update(delivery_uncertain=True)
+
+
 def _serviceable(
-    chain: list[tuple[str, BaseProvider]], first: BaseProvider
+    chain: list[tuple[str, BaseProvider]], first: BaseProvider, channel: str = SMS
 ) -> list[tuple[str, BaseProvider]]:
     """The chain without fallbacks that cannot serve a challenge armed for ``first``.
 
     A challenge that only the provider can check (iP1) is never handed to a
     provider that cannot check codes itself; otherwise any provider that can
-    get a code to the phone (ours or its own) will do.
+    get a code to the phone (ours or its own) will do — on the challenge's
+    channel.
     """
     length = app_settings.CODE_LENGTH
     first_caps = first.capabilities
@@ -1308,6 +1477,8 @@ def _serviceable(
 
     def serves(provider: BaseProvider) -> bool:
         caps = provider.capabilities
+        if channel not in caps.channels:
+            return False
         if provider_checked:
             return caps.verifies_code and not (caps.takes_our_code(length) or caps.returns_code)
         return caps.takes_our_code(length) or caps.returns_code
@@ -1451,6 +1622,7 @@ def _sent_message(
         challenge=challenge,
         phone=phone,
         provider=alias,
+        channel=challenge.channel if challenge is not None else SMS,
         provider_message_id=str(result.message_id)[:128],
         status=result.status,
         provider_status=str(result.provider_status)[:64],
@@ -1487,6 +1659,7 @@ def _failed_message(
         challenge=challenge,
         phone=phone,
         provider=alias,
+        channel=challenge.channel if challenge is not None else SMS,
         status=status,
         error_code=code[:64],
         error_text=detail[:500],

@@ -18,7 +18,7 @@ from .conf import app_settings
 from .exceptions import ChallengeNotFound, DeliveryFailed, InvalidPhoneToken
 from .models import Challenge, ChallengeStatus, PhoneDevice, Purpose
 from .phones import normalize_phone
-from .types import ClientInfo
+from .types import SMS, ClientInfo
 
 PHONE_TOKEN_SALT = "django_sms2fa.phone_token"
 
@@ -45,7 +45,11 @@ def finish_second_factor(challenge_id: Any, code: Any, *, user: Any) -> PhoneDev
 
 
 def start_passwordless(
-    phone: str, *, client: ClientInfo | None = None, language: str | None = None
+    phone: str,
+    *,
+    client: ClientInfo | None = None,
+    language: str | None = None,
+    channel: str = SMS,
 ) -> Challenge:
     """Send a login code to ``phone`` if it belongs to an account.
 
@@ -72,6 +76,7 @@ def start_passwordless(
                 device=device,
                 client=client,
                 language=language,
+                channel=channel,
             )
         except DeliveryFailed as err:
             # Answering 503 here and 202 for an unknown number would tell an
@@ -80,7 +85,7 @@ def start_passwordless(
             # gets the same answer as for any other number.
             return Challenge.objects.get(pk=err.context["challenge_id"])
     challenge = flows.request_challenge(
-        phone=e164, purpose=Purpose.PASSWORDLESS, client=client, deliver=False
+        phone=e164, purpose=Purpose.PASSWORDLESS, client=client, deliver=False, channel=channel
     )
     if app_settings.PASSWORDLESS_UNKNOWN_NUMBER == "notify" and not app_settings.SEND_VIA_TASKS:
         # With SEND_VIA_TASKS the worker sends the notice when it takes the

@@ -40,6 +40,14 @@ class ChallengeStatus(models.TextChoices):
     UNDELIVERABLE = "undeliverable", _("Undeliverable")
 
 
+class Channel(models.TextChoices):
+    """How a code reaches the phone (``types.CHANNELS``)."""
+
+    SMS = types.SMS, _("SMS")
+    CALL = types.CALL, _("voice call")
+    WHATSAPP = types.WHATSAPP, _("WhatsApp")
+
+
 class CheckedBy(models.TextChoices):
     LOCAL = "local", _("This site (keyed hash)")
     PROVIDER = "provider", _("The SMS provider")
@@ -95,6 +103,13 @@ class Challenge(models.Model):
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
     # When the last code was handed to a provider (resend cooldown).
     last_sent_at = models.DateTimeField(_("last sent at"), null=True, blank=True)
+    channel = models.CharField(
+        _("channel"), max_length=16, choices=Channel.choices, default=types.SMS
+    )
+    # The last send ended with no provider surely holding the code but one that
+    # may have it (a 500, a timeout after sending): the user is told the code
+    # may be delayed and may ask for another at once.
+    delivery_uncertain = models.BooleanField(_("delivery uncertain"), default=False)
     # When the proof this challenge gave was used (a phone_token redeemed, a
     # device confirmed): a verified challenge proves something only once.
     consumed_at = models.DateTimeField(_("consumed at"), null=True, blank=True)
@@ -158,6 +173,9 @@ class Message(models.Model):
     )
     phone = models.CharField(_("phone (E.164)"), max_length=16)
     provider = models.CharField(_("provider alias"), max_length=64)
+    channel = models.CharField(
+        _("channel"), max_length=16, choices=Channel.choices, default=types.SMS
+    )
     provider_message_id = models.CharField(
         _("provider message id"), max_length=128, blank=True, db_index=True
     )

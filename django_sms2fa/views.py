@@ -44,6 +44,7 @@ from .conf import app_settings
 from .forms import CodeForm, LoginForm, PhoneForm
 from .masked import MaskedStr
 from .models import Challenge, PhoneDevice, Purpose
+from .types import CALL, CHANNELS, SMS, WHATSAPP
 
 #: Session keys of the page flows (the challenge each code page is about).
 PASSWORDLESS_KEY = "sms2fa_page_passwordless"
@@ -123,7 +124,7 @@ def page_error(exc: domain.Sms2faError, *, resend: bool = False) -> PageError:
             "Wrong code. You have %(count)d attempts left.",
             left,
         ) % {"count": left}
-    if isinstance(exc, domain.RateLimited):
+    if isinstance(exc, (domain.RateLimited, domain.ProviderLimited)):
         seconds = max(exc.retry_after, 1)
         if isinstance(exc, domain.VerificationLocked):
             text = ngettext(
@@ -284,6 +285,40 @@ class LoginView(View):
         return HttpResponseRedirect(with_next(reverse("sms2fa:login_code"), request))
 
 
+#: The button that switches a challenge to another channel.
+SWITCH_LABELS: dict[str, Any] = {
+    SMS: gettext_lazy("Send an SMS instead"),
+    CALL: gettext_lazy("Call me instead"),
+    WHATSAPP: gettext_lazy("Send it by WhatsApp instead"),
+}
+
+
+def intro_for(challenge: Challenge) -> str:
+    """What the code page says about where the code went."""
+    phone = {"phone": challenge.masked_phone}
+    if challenge.channel == CALL:
+        return _("We are calling %(phone)s to read you a code.") % phone
+    if challenge.channel == WHATSAPP:
+        return _("We sent a code by WhatsApp to %(phone)s.") % phone
+    return _("We sent a code by SMS to %(phone)s.") % phone
+
+
+def resent_text(challenge: Challenge) -> str:
+    """The notice after a resend: the truth about where the new code is."""
+    if flows.uncertain_delivery_told(challenge):
+        return str(UNCERTAIN_TEXT)
+    if challenge.channel == CALL:
+        return _("We are calling you with a new code. The old one no longer works.")
+    return _("We sent you a new code. The old one no longer works.")
+
+
+#: Shown while no provider surely took the code but one may have.
+UNCERTAIN_TEXT = gettext_lazy(
+    "The code may be delayed: our SMS provider did not confirm it. If it does not "
+    "arrive, you can ask for a new one now."
+)
+
+
 class CodePageView(View):
     """A page with a code field and a resend button, for one challenge.
 
@@ -303,11 +338,13 @@ class CodePageView(View):
     def verify(self, request: HttpRequest, challenge_id: str, code: str) -> HttpResponse:
         raise NotImplementedError
 
-    def resend(self, request: HttpRequest, challenge_id: str) -> Challenge:
+    def resend(
+        self, request: HttpRequest, challenge_id: str, channel: str | None = None
+    ) -> Challenge:
         raise NotImplementedError
 
     def intro(self, challenge: Challenge) -> str:
-        return _("We sent a code by SMS to %(phone)s.") % {"phone": challenge.masked_phone}
+        return intro_for(challenge)
 
     def restart_url(self, request: HttpRequest) -> str:
         return with_next(reverse(self.restart_url_name), request)
@@ -316,10 +353,21 @@ class CodePageView(View):
         self, request: HttpRequest, form: CodeForm, challenge: Challenge | None
     ) -> dict[str, Any]:
         wait = 0
+        switches: list[tuple[str, str]] = []
+        uncertain = False
         if challenge is not None:
             ready_at = flows.resend_ready_at(challenge)
             wait = max(math.ceil((ready_at - timezone.now()).total_seconds()), 0)
+            uncertain = flows.uncertain_delivery_told(challenge)
+            switches = [
+                (channel, str(SWITCH_LABELS[channel]))
+                for channel in flows.channels_for(challenge.phone)
+                if channel != challenge.channel
+            ]
         return {
+            # "Call me instead" and the like: the other ways the route offers.
+            "channel_switches": switches,
+            "delivery_uncertain": uncertain,
             "form": form,
             "title": self.title,
             "submit_label": self.submit_label,
@@ -368,11 +416,14 @@ class CodePageView(View):
         except domain.Sms2faError as exc:
             return self.failed(request, form, exc)
         if "resend" in request.POST:
+            channel = request.POST.get("channel") or None
             try:
-                self.resend(request, challenge_id)
+                if channel is not None and channel not in CHANNELS:
+                    raise domain.ChannelUnavailable()
+                challenge = self.resend(request, challenge_id, channel)
             except domain.Sms2faError as exc:
                 return self.failed(request, CodeForm(), exc, resend=True)
-            notify(request, _("We sent you a new code. The old one no longer works."))
+            notify(request, resent_text(challenge))
             return HttpResponseRedirect(with_next(request.path, request))
         if not form.is_valid():
             challenge = Challenge.objects.filter(pk=challenge_id).first()
@@ -402,10 +453,16 @@ class LoginCodeView(CodePageView):
         session.complete_login(request, user, backend=pending["backend"], device=device)
         return HttpResponseRedirect(next_url(request))
 
-    def resend(self, request: HttpRequest, challenge_id: str) -> Challenge:
+    def resend(
+        self, request: HttpRequest, challenge_id: str, channel: str | None = None
+    ) -> Challenge:
         _pending, user = self.pending(request)
         challenge = flows.resend_challenge(
-            challenge_id, user=user, purpose=Purpose.LOGIN, client=client_info(request)
+            challenge_id,
+            user=user,
+            purpose=Purpose.LOGIN,
+            client=client_info(request),
+            channel=channel,
         )
         # A pending login lives as long as its code: a resend extends both.
         session.extend_pending_login(request, challenge)
@@ -464,9 +521,14 @@ class PasswordlessCodeView(PasswordlessEnabledMixin, CodePageView):
     def intro(self, challenge: Challenge) -> str:
         # Worded for both cases: the page must not tell whether the number
         # has an account.
-        return _("If %(phone)s belongs to an account, we sent a code to it by SMS.") % {
-            "phone": challenge.masked_phone
-        }
+        phone = {"phone": challenge.masked_phone}
+        if challenge.channel == CALL:
+            return _("If %(phone)s belongs to an account, we are calling it with a code.") % phone
+        if challenge.channel == WHATSAPP:
+            return (
+                _("If %(phone)s belongs to an account, we sent a code to it by WhatsApp.") % phone
+            )
+        return _("If %(phone)s belongs to an account, we sent a code to it by SMS.") % phone
 
     def challenge_id(self, request: HttpRequest) -> str:
         challenge_id = request.session.get(PASSWORDLESS_KEY)
@@ -480,9 +542,11 @@ class PasswordlessCodeView(PasswordlessEnabledMixin, CodePageView):
         session.complete_passwordless_login(request, user, device)
         return HttpResponseRedirect(next_url(request))
 
-    def resend(self, request: HttpRequest, challenge_id: str) -> Challenge:
+    def resend(
+        self, request: HttpRequest, challenge_id: str, channel: str | None = None
+    ) -> Challenge:
         return flows.resend_challenge(
-            challenge_id, purpose=Purpose.PASSWORDLESS, client=client_info(request)
+            challenge_id, purpose=Purpose.PASSWORDLESS, client=client_info(request), channel=channel
         )
 
 
@@ -603,10 +667,13 @@ class PhoneConfirmView(PhonePageMixin, CodePageView):
         notify(request, _("Your phone %(phone)s is confirmed.") % {"phone": device.masked_number})
         return HttpResponseRedirect(reverse("sms2fa:phones"))
 
-    def resend(self, request: HttpRequest, challenge_id: str) -> Challenge:
+    def resend(
+        self, request: HttpRequest, challenge_id: str, channel: str | None = None
+    ) -> Challenge:
         return flows.resend_challenge(
             challenge_id,
             user=request.user,
             purpose=[Purpose.VERIFY_PHONE, Purpose.CHANGE_PHONE],
             client=client_info(request),
+            channel=channel,
         )

@@ -32,7 +32,17 @@ PHONE = "+46701234567"
 MASKED = "+46•••••••67"
 OTHER_PHONE = "+46709876543"
 PASSWORD = "correct horse"
-CHALLENGE_FIELDS = {"id", "purpose", "phone", "status", "expires_at", "resend_at"}
+CHALLENGE_FIELDS = {
+    "id",
+    "purpose",
+    "phone",
+    "status",
+    "expires_at",
+    "resend_at",
+    "channel",
+    "channels",
+    "delivery_uncertain",
+}
 
 
 # ------------------------------------------------------------------ helpers

@@ -24,7 +24,17 @@ NEW_PHONE = "+46709876543"
 THIRD_PHONE = "+46731112233"
 PASSWORD = "correct horse"  # the `user` fixture's
 DEVICE_FIELDS = {"id", "name", "phone", "confirmed", "created_at", "last_used_at"}
-CHALLENGE_FIELDS = {"id", "purpose", "phone", "status", "expires_at", "resend_at"}
+CHALLENGE_FIELDS = {
+    "id",
+    "purpose",
+    "phone",
+    "status",
+    "expires_at",
+    "resend_at",
+    "channel",
+    "channels",
+    "delivery_uncertain",
+}
 ADDED = "A new phone number was added"
 REPLACED = "Your phone number was replaced"
 

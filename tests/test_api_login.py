@@ -31,7 +31,17 @@ pytestmark = pytest.mark.django_db
 PHONE = "+46701234567"
 MASKED = "+46•••••••67"
 PASSWORD = "correct horse"  # the `user` fixture's
-CHALLENGE_FIELDS = {"id", "purpose", "phone", "status", "expires_at", "resend_at"}
+CHALLENGE_FIELDS = {
+    "id",
+    "purpose",
+    "phone",
+    "status",
+    "expires_at",
+    "resend_at",
+    "channel",
+    "channels",
+    "delivery_uncertain",
+}
 TOKEN_SALT = "tests.test_api_login.token"
 
 

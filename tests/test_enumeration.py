@@ -172,7 +172,17 @@ def test_passwordless_known_and_unknown_answer_the_same(known_user, unknown, unk
     assert known.status_code == 202
     assert comparable(other) == comparable(known)
     assert known.json()["id"] != other.json()["id"]
-    assert set(known.json()) == {"id", "purpose", "phone", "status", "expires_at", "resend_at"}
+    assert set(known.json()) == {
+        "id",
+        "purpose",
+        "phone",
+        "status",
+        "expires_at",
+        "resend_at",
+        "channel",
+        "channels",
+        "delivery_uncertain",
+    }
 
     texts = [sms for sms in outbox if sms.to == UNKNOWN]
     if unknown_mode == "silent":

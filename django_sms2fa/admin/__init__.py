@@ -76,6 +76,7 @@ class MessageInline(ReadOnlyInline):
     fields = readonly_fields = (
         "created_at",
         "provider",
+        "channel",
         "provider_message_id",
         "status",
         "provider_status",
@@ -103,11 +104,12 @@ class ChallengeAdmin(AuditAdmin):
         "status",
         "attempts_shown",
         "provider",
+        "channel",
         "message_id",
     )
     list_display_links = ("created_at",)
     list_select_related = ("user",)
-    list_filter = ("status", "purpose", ProviderFilter, DATE_FILTER)
+    list_filter = ("status", "purpose", "channel", ProviderFilter, DATE_FILTER)
     # The search is get_search_results() below; this only turns the box on.
     search_fields = ("phone",)
     search_help_text = _(
@@ -122,7 +124,17 @@ class ChallengeAdmin(AuditAdmin):
         (None, {"fields": ("id", "purpose", "status", "user", "device", "phone", "region")}),
         (
             _("Code"),
-            {"fields": ("checked_by", "provider", "attempts", "wrong_attempts", "max_attempts")},
+            {
+                "fields": (
+                    "checked_by",
+                    "provider",
+                    "channel",
+                    "delivery_uncertain",
+                    "attempts",
+                    "wrong_attempts",
+                    "max_attempts",
+                )
+            },
         ),
         (
             _("Times"),
@@ -277,6 +289,7 @@ class MessageAdmin(AuditAdmin):
         "created_at",
         "masked_phone",
         "provider",
+        "channel",
         "provider_message_id",
         "status",
         "provider_status",
@@ -285,7 +298,7 @@ class MessageAdmin(AuditAdmin):
         "challenge_link",
     )
     list_display_links = ("created_at",)
-    list_filter = (MessageStatusFilter, ProviderFilter, DATE_FILTER)
+    list_filter = (MessageStatusFilter, ProviderFilter, "channel", DATE_FILTER)
     search_fields = ("phone",)
     search_help_text = _("A phone number (any format), a provider message id or a challenge id.")
     ordering = ("-created_at",)
@@ -296,6 +309,7 @@ class MessageAdmin(AuditAdmin):
         "status_changed_at",
         "phone",
         "provider",
+        "channel",
         "provider_message_id",
         "status",
         "provider_status",

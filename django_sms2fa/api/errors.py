@@ -50,6 +50,7 @@ STATUS_BY_CODE: dict[str, int] = {
     domain.DestinationSuspended.code: 429,
     domain.NumberNotAllowed.code: 400,
     domain.DeliveryFailed.code: 503,
+    domain.ChannelUnavailable.code: 400,
     domain.ProviderError.code: 503,
     domain.ProviderRejected.code: 503,
     domain.ProviderUnavailable.code: 503,
@@ -78,7 +79,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, domain.IncorrectCode) and exc.attempts_left is not None:
             extra["attempts_left"] = exc.attempts_left
         retry_after = None
-        if isinstance(exc, domain.RateLimited):
+        if isinstance(exc, (domain.RateLimited, domain.ProviderLimited)):
             retry_after = exc.retry_after
         elif isinstance(exc, domain.ProviderUnavailable) and exc.retry_after:
             retry_after = exc.retry_after

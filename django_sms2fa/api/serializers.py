@@ -8,8 +8,9 @@ from rest_framework import serializers
 
 from django.utils.translation import gettext_lazy as _
 
-from ..flows import resend_ready_at
+from ..flows import channels_for, resend_ready_at, uncertain_delivery_told
 from ..models import Challenge, ChallengeStatus, PhoneDevice, Purpose
+from ..types import CHANNELS, SMS
 
 # Bounded, so a huge body is refused by validation, not parsed further.
 _PHONE = {"min_length": 1, "max_length": 64, "trim_whitespace": False}
@@ -45,6 +46,21 @@ class ChallengeRequestSerializer(serializers.Serializer):
         choices=[Purpose.VERIFY_PHONE, Purpose.PASSWORDLESS],
         # Fixed text: the default message echoes the input back.
         error_messages={"invalid_choice": _("Choose verify_phone or passwordless.")},
+    )
+    channel = serializers.ChoiceField(
+        choices=list(CHANNELS),
+        default=SMS,
+        error_messages={"invalid_choice": _("Choose sms, call or whatsapp.")},
+    )
+
+
+class ResendSerializer(serializers.Serializer):
+    """``channel`` switches how the new code travels ("call me instead")."""
+
+    channel = serializers.ChoiceField(
+        choices=list(CHANNELS),
+        required=False,
+        error_messages={"invalid_choice": _("Choose sms, call or whatsapp.")},
     )
 
 
@@ -102,9 +118,22 @@ class ChallengeSerializer(serializers.Serializer):
     status = OpenStatus()
     expires_at = serializers.DateTimeField(read_only=True)
     resend_at = serializers.SerializerMethodField()
+    channel = serializers.CharField(read_only=True)
+    #: Every channel the number's route offers; another one can be asked for
+    #: with ``resend/`` and ``{"channel": ...}`` ("call me instead").
+    channels = serializers.SerializerMethodField()
+    #: No provider surely took the code, but one may have: it may be delayed,
+    #: and ``resend/`` is open at once (``resend_at`` is now).
+    delivery_uncertain = serializers.SerializerMethodField()
 
     def get_resend_at(self, challenge: Challenge) -> Any:
         return serializers.DateTimeField().to_representation(resend_ready_at(challenge))
+
+    def get_channels(self, challenge: Challenge) -> list[str]:
+        return channels_for(challenge.phone)
+
+    def get_delivery_uncertain(self, challenge: Challenge) -> bool:
+        return uncertain_delivery_told(challenge)
 
 
 class DeviceSerializer(serializers.ModelSerializer):
@@ -319,6 +348,16 @@ def _document_method_fields() -> None:
     except ImportError:  # pragma: no cover - the openapi extra is absent
         return
     extend_schema_field(OpenApiTypes.DATETIME)(ChallengeSerializer.get_resend_at)
+    # Items as plain strings: an enum here would be a second name for the
+    # ``channel`` choice set.
+    extend_schema_field(
+        {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Channels the number's route offers: `sms`, `call`, `whatsapp`.",
+        }
+    )(ChallengeSerializer.get_channels)
+    extend_schema_field(OpenApiTypes.BOOL)(ChallengeSerializer.get_delivery_uncertain)
 
 
 _document_method_fields()

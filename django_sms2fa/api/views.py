@@ -145,7 +145,13 @@ class ChallengeListView(Sms2faAPIView):
             ),
             **s.error_responses(
                 {
-                    400: ["invalid", "parse_error", "invalid_phone", "number_not_allowed"],
+                    400: [
+                        "invalid",
+                        "parse_error",
+                        "invalid_phone",
+                        "number_not_allowed",
+                        "channel_unavailable",
+                    ],
                     403: ["permission_denied"],
                     404: ["passwordless_disabled"],
                     413: ["request_too_large"],
@@ -168,7 +174,9 @@ class ChallengeListView(Sms2faAPIView):
         data = _valid(s.ChallengeRequestSerializer, request)
         if data["purpose"] == Purpose.PASSWORDLESS:
             _require_passwordless()
-            challenge = login_flows.start_passwordless(data["phone"], client=client_info(request))
+            challenge = login_flows.start_passwordless(
+                data["phone"], client=client_info(request), channel=data["channel"]
+            )
         else:
             user = request.user if request.user.is_authenticated else None
             challenge = flows.request_challenge(
@@ -176,6 +184,7 @@ class ChallengeListView(Sms2faAPIView):
                 purpose=Purpose.VERIFY_PHONE,
                 user=user,
                 client=client_info(request),
+                channel=data["channel"],
             )
         session.remember_challenge(request, challenge)
         return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
@@ -204,12 +213,12 @@ class ChallengeDetailView(Sms2faAPIView):
 
 class ChallengeResendView(Sms2faAPIView):
     @extend_schema(
-        request=None,
+        request=s.ResendSerializer,
         responses={
             202: s.answer(s.ChallengeSerializer, "A new code is on its way."),
             **s.error_responses(
                 {
-                    400: ["number_not_allowed"],
+                    400: ["invalid", "parse_error", "number_not_allowed", "channel_unavailable"],
                     403: ["permission_denied"],
                     404: ["challenge_not_found", "passwordless_disabled"],
                     409: ["challenge_queued"],
@@ -232,16 +241,26 @@ class ChallengeResendView(Sms2faAPIView):
         parameters=s.schema_parameters(challenge_id=True),
         summary="Send a new code; the old one stops working",
         description="Sends are at least `RESEND_INTERVAL` seconds apart (`resend_at`); "
-        "sooner answers 429 `rate_limited`.",
+        'sooner answers 429 `rate_limited`. A body `{"channel": "call"}` switches the '
+        "code to a voice call (or `whatsapp`) where the number's route offers it "
+        "(`channels`); a switch is not held back by `RESEND_INTERVAL`. After a send that "
+        "may not have happened (`delivery_uncertain`), a resend is open at once.",
     )
     def post(self, request: Request, challenge_id: str) -> Response:
+        data = _valid(s.ResendSerializer, request)
+
         def accept(challenge: Challenge) -> None:
             self.check_owner(request, challenge)
             if challenge.purpose == Purpose.PASSWORDLESS:
                 _require_passwordless()
 
         # Ownership is checked on the row the flow reads: one read.
-        challenge = flows.resend_challenge(challenge_id, client=client_info(request), accept=accept)
+        challenge = flows.resend_challenge(
+            challenge_id,
+            client=client_info(request),
+            accept=accept,
+            channel=data.get("channel"),
+        )
         # A pending login lives as long as its code: a resend extends both.
         session.extend_pending_login(request, challenge)
         return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)

@@ -13,6 +13,7 @@ told to fail, so tests can simulate an outage::
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from ..exceptions import ProviderError, ProviderUnavailable, Sms2faConfiguration
 from ..types import SENT, Capabilities, OutgoingSms, SendResult
 from .base import BaseProvider
 
-__all__ = ["LocmemProvider", "outbox", "fail_next", "reset", "ProviderUnavailable"]
+__all__ = ["LocmemProvider", "outbox", "maybe_sent", "fail_next", "reset", "ProviderUnavailable"]
 
 
 @dataclass
@@ -41,9 +42,14 @@ class SentSms:
     # Whether a DB transaction was open when the provider was called; tests use
     # it to prove the flows never call a provider inside one.
     in_transaction: bool
+    channel: str = "sms"
 
 
 outbox: list[SentSms] = []
+#: SMS whose send failed with ``may_have_sent`` (a timeout after sending): the
+#: phone may or may not have got them. Tests use it to check that what may
+#: arrive carries the same code as what surely arrives.
+maybe_sent: list[SentSms] = []
 _failures: list[ProviderError] = []
 # (phone, message id) -> code, for the "verifies_code" mode
 _provider_codes: dict[tuple[str, str], str] = {}
@@ -67,6 +73,7 @@ def reset() -> None:
     """Empty the outbox and forget pending failures and provider-kept codes."""
     with _lock:
         outbox.clear()
+        maybe_sent.clear()
         _failures.clear()
         _provider_codes.clear()
 
@@ -80,7 +87,13 @@ class LocmemProvider(BaseProvider):
     provider_name = "Local memory"
 
     def __init__(
-        self, *, alias: str = "default", mode: str = "text", code_length: int = 6, **options: Any
+        self,
+        *,
+        alias: str = "default",
+        mode: str = "text",
+        code_length: int = 6,
+        channels: tuple[str, ...] = ("sms",),
+        **options: Any,
     ) -> None:
         super().__init__(alias=alias, **options)
         if mode not in MODES:
@@ -91,12 +104,20 @@ class LocmemProvider(BaseProvider):
         self.mode = mode
         self.code_length = code_length
         # Per instance: the class attribute is the "text" default.
-        self.capabilities = MODES[mode]
+        try:
+            self.capabilities = dataclasses.replace(MODES[mode], channels=frozenset(channels))
+        except (TypeError, ValueError) as err:
+            raise Sms2faConfigurationError(
+                f"LocmemProvider's channels option: {err}", check_id="sms2fa.E002"
+            ) from None
 
     def _send(self, sms: OutgoingSms) -> SendResult:
         with _lock:
             failure = _failures.pop(0) if _failures else None
         if failure is not None:
+            if getattr(failure, "may_have_sent", False) and sms.code:
+                with _lock:
+                    maybe_sent.append(self._sms(sms, sms.code, "", sms.text))
             raise failure
         code = sms.code
         returned = ""
@@ -108,18 +129,20 @@ class LocmemProvider(BaseProvider):
         with _lock:
             if self.mode == "verifies_code":
                 _provider_codes[(sms.to, message_id)] = code
-            outbox.append(
-                SentSms(
-                    alias=self.alias,
-                    to=sms.to,
-                    text=text,
-                    code=code,
-                    message_id=message_id,
-                    purpose=sms.purpose,
-                    in_transaction=_in_transaction(),
-                )
-            )
+            outbox.append(self._sms(sms, code, message_id, text))
         return SendResult(message_id=message_id, status=SENT, returned_code=returned)
+
+    def _sms(self, sms: OutgoingSms, code: str, message_id: str, text: str) -> SentSms:
+        return SentSms(
+            alias=self.alias,
+            to=sms.to,
+            text=text,
+            code=code,
+            message_id=message_id,
+            purpose=sms.purpose,
+            in_transaction=_in_transaction(),
+            channel=sms.channel,
+        )
 
     def check_code(self, *, phone: str, code: str, message_id: str = "") -> bool:
         if self.mode != "verifies_code":
