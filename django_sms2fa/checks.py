@@ -23,8 +23,9 @@ W004       a provider that can only carry codes shorter than ``CODE_LENGTH``
            (telefon-ip: 4 digits), so its codes are shorter
 W005       ``ALLOWED_REGIONS`` is not set: codes may go to any country
 W006       ``TEST_NUMBERS`` is set: fixed codes log their owners in
-W007       ``WEBHOOK_SECRETS`` names an alias that is not a provider, or a
-           provider that sends no delivery reports
+W007       ``WEBHOOK_SECRETS`` names an alias that is not a provider, a
+           provider that sends no delivery reports, or one that signs its
+           webhooks (Twilio, Vonage, SNS: the secret is never read)
 E010       ``LIMITS``, ``LOCKOUT_*``, ``PASSWORD_LOCKOUT``, ``PUMPING``,
            ``ALLOWED_*``, ``TEST_NUMBERS`` or ``TRUSTED_PROXY_COUNT`` is invalid
            (durations are bounded: rate periods to 366 days, ``SUSPEND_FOR``
@@ -342,6 +343,16 @@ def _check_webhooks() -> list[checks.CheckMessage]:
                     "secret is never used.",
                     hint="Remove it from SMS2FA['WEBHOOK_SECRETS'], or use "
                     "sms2fa_refresh_status for providers with a status API.",
+                    id="sms2fa.W007",
+                )
+            )
+        elif provider is not None and provider.signs_webhooks():
+            warnings.append(
+                checks.Warning(
+                    f"SMS provider {alias!r} signs its webhooks; its signature is checked "
+                    "instead, so the webhook secret is never read.",
+                    hint="Remove it from SMS2FA['WEBHOOK_SECRETS'] and call the webhook URL "
+                    "without ?secret=.",
                     id="sms2fa.W007",
                 )
             )

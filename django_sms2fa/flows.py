@@ -286,6 +286,7 @@ def resend_challenge(
     challenge.delivery_uncertain = False
     alias, provider = chain[0]
     old_hash = challenge.code_hash
+    superseded = _in_flight_at_provider(challenge) if deliver else None
     challenge.expires_at = now + timedelta(seconds=app_settings.CODE_LIFETIME)
     # SEND_VIA_TASKS: back to queued without a hash (the old code dies now);
     # the worker makes the new code, as for a request.
@@ -330,6 +331,9 @@ def resend_challenge(
     challenge.last_sent_at = now
     challenge.sends += 1 if deliver else 0
     logger.info("sms2fa: challenge %s resent", challenge.pk)
+    if superseded is not None:
+        # Never inside the caller's transaction: after its commit, if any.
+        _run_now_or_on_commit(lambda: _cancel_at_provider(*superseded))
     _send_signal(signals.challenge_resent, challenge=challenge)
     if queued:
         _enqueue_send(challenge, language)
@@ -343,6 +347,49 @@ def resend_challenge(
             raise
         _give_back_cooldowns(challenge, ticket)
     return challenge
+
+
+def _in_flight_at_provider(challenge: Challenge) -> tuple[str, BaseProvider, str] | None:
+    """The provider's own verification behind a provider-checked challenge, if
+    its provider can cancel it: (alias, provider, message id)."""
+    if challenge.checked_by != CheckedBy.PROVIDER or not challenge.provider:
+        return None
+    if challenge.provider not in app_settings.PROVIDERS:
+        return None
+    provider = get_provider(challenge.provider)
+    if not provider.can_cancel():
+        return None
+    message_id = (
+        Message.objects.filter(challenge=challenge, provider=challenge.provider)
+        .exclude(provider_message_id="")
+        .order_by("-id")
+        .values_list("provider_message_id", flat=True)
+        .first()
+    )
+    return (challenge.provider, provider, message_id) if message_id else None
+
+
+def _run_now_or_on_commit(action: Callable[[], None]) -> None:
+    if _in_real_transaction():
+        transaction.on_commit(action)
+    else:
+        action()
+
+
+def _cancel_at_provider(alias: str, provider: BaseProvider, message_id: str) -> None:
+    """End the verification a resend replaces, where the provider allows one
+    per number at a time (Vonage: a second one is refused with 409 until the
+    first ends). Its code is dead for us already; a failure here only means
+    the provider may refuse the new send, which the flows then report."""
+    try:
+        provider.cancel(message_id)
+    except ProviderError as err:
+        logger.warning(
+            "sms2fa: %s could not cancel verification %s (%s)",
+            alias,
+            message_id,
+            err.provider_code or err.code,
+        )
 
 
 def resend_ready_at(challenge: Challenge) -> datetime:

@@ -510,3 +510,25 @@ def test_a_webhook_secret_for_no_webhook_is_reported(settings):
     assert "sms2fa.W007" in all_ids()
     settings.SMS2FA = {**settings.SMS2FA, "WEBHOOK_SECRETS": {"default": secret}}
     assert "sms2fa.W007" in all_ids()
+
+
+def test_a_webhook_secret_for_a_signing_provider_is_reported(settings):
+    """W007: Vonage signs its webhooks; a shared secret for it is never read."""
+    settings.SMS2FA = {
+        **settings.SMS2FA,
+        "PROVIDERS": {
+            "default": {
+                "BACKEND": "django_sms2fa.providers.vonage.VonageVerifyProvider",
+                "OPTIONS": {
+                    "brand": "Acme",
+                    "api_key": "key12345",
+                    "api_secret": "s" * 16,
+                    "signature_secret": "x" * 32,
+                },
+            },
+        },
+        "WEBHOOK_SECRETS": {},
+    }
+    assert "sms2fa.W007" not in all_ids()
+    settings.SMS2FA = {**settings.SMS2FA, "WEBHOOK_SECRETS": {"default": "w" * 16}}
+    assert "sms2fa.W007" in all_ids()

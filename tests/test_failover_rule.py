@@ -22,6 +22,7 @@ from django_sms2fa import flows
 from django_sms2fa.exceptions import (
     ChannelUnavailable,
     DeliveryFailed,
+    IncorrectCode,
     ProviderLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -400,3 +401,53 @@ def test_limits_count_per_channel_per_phone(sms2fa_settings, outbox):
     with pytest.raises(RateLimited):
         request(channel="call")
     assert [sms.channel for sms in outbox] == ["sms", "call"]
+
+
+class CancellingLocmem(locmem.LocmemProvider):
+    """A provider-checked provider that allows one verification per number."""
+
+    cancelled: list[str] = []
+
+    def cancel(self, message_id: str) -> bool:
+        self.cancelled.append(message_id)
+        return True
+
+
+def test_a_resend_cancels_the_verification_it_replaces(sms2fa_settings, outbox):
+    CancellingLocmem.cancelled = []
+    sms2fa_settings(
+        PROVIDERS={
+            "default": {
+                "BACKEND": f"{__name__}.CancellingLocmem",
+                "OPTIONS": {"mode": "verifies_code", "channels": ("sms", "call")},
+            }
+        }
+    )
+    challenge = request()
+    first = outbox[0].message_id
+    flows.resend_challenge(challenge.pk, channel="call")
+    assert CancellingLocmem.cancelled == [first]
+    assert [sms.channel for sms in outbox] == ["sms", "call"]
+    # The replaced code is dead; the new one works.
+    with pytest.raises(IncorrectCode):
+        flows.verify_challenge(challenge.pk, outbox[0].code)
+    flows.verify_challenge(challenge.pk, outbox[1].code)
+
+
+def test_a_failed_cancel_does_not_stop_the_resend(sms2fa_settings, outbox, monkeypatch):
+    sms2fa_settings(
+        PROVIDERS={
+            "default": {
+                "BACKEND": f"{__name__}.CancellingLocmem",
+                "OPTIONS": {"mode": "verifies_code"},
+            }
+        }
+    )
+
+    def refuse(self, message_id):
+        raise ProviderUnavailable(provider_code="503", may_have_sent=False)
+
+    monkeypatch.setattr(CancellingLocmem, "cancel", refuse)
+    challenge = request()
+    flows.resend_challenge(challenge.pk)
+    assert len(outbox) == 2

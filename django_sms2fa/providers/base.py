@@ -112,6 +112,23 @@ class BaseProvider:
             f"{type(self).__name__} does not verify codes (capabilities.verifies_code)"
         )
 
+    def cancel(self, message_id: str) -> bool:
+        """End a verification still in flight at the provider (``verifies_code``
+        providers that allow one per number at a time, such as Vonage Verify).
+
+        The flows call it before a resend replaces the send ``message_id``.
+
+        :returns: ``True`` when the provider ended it, ``False`` when it was
+            already over.
+        :raises ProviderError: the provider could not answer.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot cancel a send")
+
+    @classmethod
+    def can_cancel(cls) -> bool:
+        """Whether the class implements :meth:`cancel`."""
+        return cls.cancel is not BaseProvider.cancel
+
     def get_status(self, message_id: str) -> SendResult:
         """Look up the delivery status of a sent message, where the API has one."""
         raise NotImplementedError(f"{type(self).__name__} has no status look-up")

@@ -385,6 +385,10 @@ class VonageVerifyProvider(HttpProvider):
             return False
         return status == "completed"
 
+    def cancel(self, message_id: str) -> bool:
+        """The flows' name for :meth:`cancel_verification`."""
+        return self.cancel_verification(message_id)
+
     def cancel_verification(self, request_id: str) -> bool:
         """End an in-flight request (``DELETE /v2/verify/{request_id}``).
 
