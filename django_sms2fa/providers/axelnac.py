@@ -244,6 +244,9 @@ class AxelNACProvider(HttpProvider):
                         f"token refused twice after a fresh login: {self._message(answer, '')}"
                     ),
                     http_status=401,
+                    # Our credentials, not the message: another provider may
+                    # well take this SMS.
+                    failover=True,
                 )
         if 200 <= answer.status < 300:
             self._touch_token(token, started)
@@ -319,6 +322,7 @@ class AxelNACProvider(HttpProvider):
             provider_code="auth",
             provider_text=self.redact(f"login refused (HTTP {answer.status}): {text}"),
             http_status=answer.status,
+            failover=True,  # about this provider's options, not the message
         )
 
     # ------------------------------------------------------------- the pid
