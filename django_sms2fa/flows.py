@@ -761,12 +761,20 @@ def send_queued(challenge_id: Any, *, queued_at: str, language: str | None = Non
 
 @sensitive_variables()
 def send_test_sms(
-    *, phone: str, alias: str | None = None, username: str = "", language: str | None = None
+    *,
+    phone: str,
+    alias: str | None = None,
+    username: str = "",
+    language: str | None = None,
+    channel: str = SMS,
 ) -> Message:
     """Send one test SMS through a provider and record it (no challenge).
 
     :param alias: the provider to use; default: the one ``ROUTES`` picks.
     :param username: passed to providers that address users (AxelNAC).
+    :param channel: ``call`` or ``whatsapp`` to try those, where the provider
+        offers them.
+    :raises ChannelUnavailable: the provider does not offer ``channel``.
     :returns: the recorded :class:`Message` (status ``sent`` or as reported).
     :raises InvalidPhone: the number is not valid.
     :raises ProviderError: the provider did not take it (also recorded).
@@ -774,7 +782,13 @@ def send_test_sms(
     with translation.override(language or translation.get_language()):
         text = str(_("This is a test message from django-sms2fa."))
     return _send_plain(
-        phone=phone, text=text, alias=alias, username=username, purpose="test", any_mode=True
+        phone=phone,
+        text=text,
+        alias=alias,
+        username=username,
+        purpose="test",
+        any_mode=True,
+        channel=_valid_channel(channel),
     )
 
 
@@ -808,12 +822,15 @@ def _send_plain(
     purpose: str,
     username: str = "",
     any_mode: bool = False,
+    channel: str = SMS,
 ) -> Message:
     """Hand a code-less SMS to one provider and record it."""
     e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
-    alias = alias or _provider_chain(e164)[0][0]
+    alias = alias or _provider_chain(e164, channel)[0][0]
     provider = get_provider(alias)
     caps = provider.capabilities
+    if channel not in caps.channels:
+        raise ChannelUnavailable(channel=channel)
     length = min(app_settings.CODE_LENGTH, caps.max_code_length or app_settings.CODE_LENGTH)
     # A test through a provider that only carries codes gets a throw-away one;
     # it is not kept anywhere.
@@ -830,15 +847,16 @@ def _send_plain(
         code_length=length,
         ttl=app_settings.CODE_LIFETIME,
         username=username,
+        channel=channel,
     )
     kept = text if caps.delivers_text else ""
     try:
         result = provider.send(sms)
     except ProviderError as err:
-        message = _failed_message(err, alias=alias, phone=e164, text=kept)
+        message = _failed_message(err, alias=alias, phone=e164, text=kept, channel=channel)
         _send_signal(signals.message_failed, sender=Message, message=message, error=err)
         raise
-    message = _sent_message(result, alias=alias, phone=e164, text=kept)
+    message = _sent_message(result, alias=alias, phone=e164, text=kept, channel=channel)
     _send_signal(signals.message_sent, sender=Message, message=message)
     return message
 
@@ -1661,6 +1679,7 @@ def _sent_message(
     text: str,
     challenge: Challenge | None = None,
     save: bool = True,
+    channel: str = SMS,
 ) -> Message:
     """The audit row of an SMS a provider took (saved unless ``save`` is false)."""
     now = timezone.now()
@@ -1669,7 +1688,7 @@ def _sent_message(
         challenge=challenge,
         phone=phone,
         provider=alias,
-        channel=challenge.channel if challenge is not None else SMS,
+        channel=challenge.channel if challenge is not None else channel,
         provider_message_id=str(result.message_id)[:128],
         status=result.status,
         provider_status=str(result.provider_status)[:64],
@@ -1688,6 +1707,7 @@ def _failed_message(
     text: str,
     challenge: Challenge | None = None,
     save: bool = True,
+    channel: str = SMS,
 ) -> Message:
     """The audit row of an SMS a provider did not take (or may have taken)."""
     if isinstance(error, ProviderError):
@@ -1706,7 +1726,7 @@ def _failed_message(
         challenge=challenge,
         phone=phone,
         provider=alias,
-        channel=challenge.channel if challenge is not None else SMS,
+        channel=challenge.channel if challenge is not None else channel,
         status=status,
         error_code=code[:64],
         error_text=detail[:500],

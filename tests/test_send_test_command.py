@@ -70,3 +70,24 @@ def test_an_invalid_number_is_a_clear_error(outbox):
     with pytest.raises(CommandError, match="invalid_phone"):
         run("12")
     assert outbox == []
+
+
+def test_a_channel_the_provider_offers_is_tried(outbox, sms2fa_settings):
+    sms2fa_settings(
+        PROVIDERS={
+            "default": {
+                "BACKEND": "django_sms2fa.providers.locmem.LocmemProvider",
+                "OPTIONS": {"channels": ("sms", "call")},
+            }
+        }
+    )
+    out = run("+46701234567", "--channel", "call")
+    assert "Sent via default" in out
+    assert [sms.channel for sms in outbox] == ["call"]
+    assert Message.objects.get().channel == "call"
+
+
+def test_a_channel_the_provider_lacks_is_a_clear_error(outbox):
+    with pytest.raises(CommandError, match="channel_unavailable"):
+        run("+46701234567", "--channel", "whatsapp")
+    assert outbox == []

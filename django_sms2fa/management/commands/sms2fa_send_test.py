@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_sms2fa import flows
 from django_sms2fa.conf import app_settings
-from django_sms2fa.exceptions import InvalidPhone, ProviderError
+from django_sms2fa.exceptions import ChannelUnavailable, InvalidPhone, ProviderError
+from django_sms2fa.types import CHANNELS, SMS
 
 
 class Command(BaseCommand):
@@ -27,18 +28,29 @@ class Command(BaseCommand):
             "number).",
         )
         parser.add_argument(
+            "--channel",
+            choices=CHANNELS,
+            default=SMS,
+            help="How to reach the phone: sms (default), or call / whatsapp where the "
+            "provider offers them.",
+        )
+        parser.add_argument(
             "--username",
             default="",
             help="Username to address, for providers that send to accounts (AxelNAC).",
         )
 
-    def handle(self, *args: Any, phone: str, alias: str | None, username: str, **options: Any):
+    def handle(
+        self, *args: Any, phone: str, alias: str | None, username: str, channel: str, **options: Any
+    ):
         if alias is not None and alias not in app_settings.PROVIDERS:
             known = ", ".join(sorted(app_settings.PROVIDERS))
             raise CommandError(f"Unknown provider {alias!r}. Configured: {known}.")
         try:
-            message = flows.send_test_sms(phone=phone, alias=alias, username=username)
-        except InvalidPhone as err:
+            message = flows.send_test_sms(
+                phone=phone, alias=alias, username=username, channel=channel
+            )
+        except (InvalidPhone, ChannelUnavailable) as err:
             raise CommandError(f"{err.message} ({err.code})") from None
         except ProviderError as err:
             detail = f": {err.provider_text}" if err.provider_text else ""
