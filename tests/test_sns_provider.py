@@ -81,6 +81,8 @@ def make(**options) -> AmazonSNSProvider:
     options.setdefault("region_name", REGION)
     options.setdefault("access_key_id", KEY_ID)
     options.setdefault("secret_access_key", SECRET)
+    # The webhook accepts nothing without it (tests that need none pass "").
+    options.setdefault("topic_arn", TOPIC)
     return AmazonSNSProvider(**options)
 
 
@@ -763,15 +765,18 @@ def test_forged_or_stale_notifications_are_refused_and_change_nothing(
 
 @pytest.mark.urls(__name__)
 @pytest.mark.django_db
-def test_without_topic_arn_a_notification_of_any_genuine_topic_is_accepted(
-    client, signer, sns_settings
-):
-    # Documented: topic_arn is what ties the webhook to the site's own topic.
+def test_without_topic_arn_every_notification_is_refused(client, signer, sns_settings, caplog):
+    # A genuine SNS signature proves SNS sent it, not that it is the site's
+    # topic: without topic_arn nothing is accepted, not even the right topic.
     sns_settings(topic_arn="")
-    sent_message()
-    other = TOPIC.replace("sms-events", "someone-elses")
-    response = post(client, notification(sms_event("DELIVERED"), signer[0], TopicArn=other))
-    assert response.status_code == 200
+    message = sent_message()
+    for topic in (TOPIC, TOPIC.replace("sms-events", "someone-elses")):
+        with caplog.at_level(logging.WARNING):
+            response = post(client, notification(sms_event("DELIVERED"), signer[0], TopicArn=topic))
+        assert response.status_code == 403
+        assert topic in caplog.text and "topic_arn" in caplog.text
+    message.refresh_from_db()
+    assert message.status == QUEUED
 
 
 @pytest.mark.urls(__name__)
@@ -852,7 +857,7 @@ def test_without_topic_arn_no_subscription_is_confirmed_and_the_token_is_not_log
     sns_settings(topic_arn="")
     with caplog.at_level(logging.INFO):
         response = post(client, confirmation(signer[0]))
-    assert response.status_code == 200 and confirmed == []
+    assert response.status_code == 403 and confirmed == []
     assert TOPIC in caplog.text and "topic_arn" in caplog.text
     assert "2336412f37fb687f5d51e6e241dbca52ea5" not in caplog.text
 
@@ -955,7 +960,7 @@ def test_verify_webhook_direct_with_a_prefilled_cache(signer):
 
 
 def test_a_notification_with_a_subject_verifies_and_the_subject_is_signed(signer, fetched):
-    provider = make()
+    provider = make(topic_arn=TOPIC)
     envelope = notification(sms_event(), signer[0], Subject="SMS event")
     call = WebhookCall(
         "https://x/", "POST", {}, json.dumps(envelope).encode(), "", datetime.now(UTC)
@@ -993,7 +998,9 @@ def test_certificate_urls_off_the_topic_regions_sns_host_are_refused(signer, fet
 def test_a_naive_received_at_is_read_as_utc(signer, fetched):
     body = json.dumps(notification(sms_event(), signer[0])).encode()
     naive = datetime.now(UTC).replace(tzinfo=None)
-    make().verify_webhook(WebhookCall("https://x/", "POST", {}, body, "text/plain", naive))
+    make(topic_arn=TOPIC).verify_webhook(
+        WebhookCall("https://x/", "POST", {}, body, "text/plain", naive)
+    )
 
 
 def test_an_unreachable_certificate_is_a_bad_signature(monkeypatch, signer):

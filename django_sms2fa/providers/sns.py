@@ -596,7 +596,8 @@ class AmazonSNSProvider(BaseProvider):
         UnsubscribeConfirmation, a ``SignatureVersion`` other than ``1``
         (SHA1withRSA) or ``2`` (SHA256withRSA), a ``SigningCertURL`` that is
         not ``https://sns.<region>.amazonaws.com[.cn]/<name>.pem`` for the
-        ``TopicArn``'s region, another topic than ``topic_arn``, or a signature
+        ``TopicArn``'s region, another topic than ``topic_arn`` (or no
+        ``topic_arn`` option at all), or a signature
         that does not verify with that certificate. ``stale``: a ``Timestamp``
         more than an hour old (or more than five minutes ahead).
         """
@@ -617,7 +618,18 @@ class AmazonSNSProvider(BaseProvider):
         match = _TOPIC_ARN.fullmatch(topic) if isinstance(topic, str) else None
         if match is None:
             raise InvalidDeliveryReport("no valid TopicArn", code="bad_signature")
-        if self.topic_arn and topic != self.topic_arn:
+        if not self.topic_arn or topic != self.topic_arn:
+            # An SNS signature proves SNS sent the message, not that it came
+            # from *this site's* topic: any AWS account's topic is signed
+            # alike, and its messages could be replayed here. Without a
+            # topic_arn nothing is accepted.
+            logger.warning(
+                "sms2fa: SNS %s from topic %s refused: it is not the provider %s's "
+                "topic_arn option",
+                kind,
+                topic,
+                self.alias,
+            )
             raise InvalidDeliveryReport("another topic", code="bad_signature")
         # Cheap checks first: a forged or replayed body costs no certificate fetch.
         timestamp = reports.parse_time(envelope.get("Timestamp"))
