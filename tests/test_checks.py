@@ -521,9 +521,11 @@ def test_a_webhook_secret_for_a_signing_provider_is_reported(settings):
                 "BACKEND": "django_sms2fa.providers.vonage.VonageVerifyProvider",
                 "OPTIONS": {
                     "brand": "Acme",
-                    "api_key": "key12345",
-                    "api_secret": "s" * 16,
-                    "signature_secret": "x" * 32,
+                    # Distinct values: every provider's secrets join one
+                    # process-wide redaction list for the rest of the run.
+                    "api_key": "w007key1",
+                    "api_secret": "w007-api-secret-4f1c9",
+                    "signature_secret": "w007-signature-secret-8d2e0b7a5c3f",
                 },
             },
         },
