@@ -239,8 +239,8 @@ def resend_challenge(
 
     ``accept``: as for :func:`verify_challenge`. ``channel``: switch to another
     way of reaching the phone ("call me instead"); the default keeps the
-    challenge's. A switch is not held back by ``RESEND_INTERVAL`` (the new
-    channel's own limits apply), and neither is a resend after a delivery
+    challenge's. A switch away from SMS is not held back by ``RESEND_INTERVAL``
+    (the new channel's own limits apply), and neither is a resend after a delivery
     that may not have happened (``delivery_uncertain``), except for
     passwordless login, whose answers must not differ between numbers.
 
@@ -261,7 +261,12 @@ def resend_challenge(
         raise _closed_error(challenge)
     language = language or _language_for(challenge.user)
     channel = challenge.channel if channel is None else _valid_channel(channel)
-    switching = channel != challenge.channel
+    # "Call me instead": leaving SMS for another channel is not held back by
+    # RESEND_INTERVAL (that channel's own limits apply). Any other switch —
+    # back to SMS, or between call and WhatsApp — waits like a resend, so
+    # toggling cannot send a channel twice within the interval. Decided on
+    # the challenge's own fields: a decoy answers alike.
+    switching = channel != challenge.channel and challenge.channel == SMS
     now = timezone.now()
     chain = _provider_chain(challenge.phone, channel)
     ready_at = now if switching else _resend_ready_at(challenge)
@@ -344,7 +349,13 @@ def resend_challenge(
             _deliver(challenge, chain, code, language)
         except DeliveryFailed:
             _give_back_cooldowns(challenge, ticket)
-            raise
+            if challenge.purpose != Purpose.PASSWORDLESS:
+                raise
+            # Answered as a decoy's resend is (silently), or the failure
+            # would tell that the number has an account; the challenge
+            # becomes a decoy (its messages keep what happened).
+            _as_decoy_if_undeliverable(challenge)
+            return challenge
         _give_back_cooldowns(challenge, ticket)
     return challenge
 
@@ -541,16 +552,22 @@ def verify_challenge(
             try:
                 right = _code_is_right(challenge, code)
             except ProviderError as err:
-                # The admitted guess was never judged: count it as not right so the
-                # challenge can still close once every admitted guess has failed.
-                attempt_held = False
-                _count_wrong(challenge, now)
-                if err.provider_limit == "check":
-                    # The provider will not check another code for this send
-                    # (Twilio Verify 60202): nothing can verify it any more.
-                    _close(challenge, ChallengeStatus.FAILED, now)
-                    raise TooManyAttempts(challenge_id=str(challenge.pk)) from err
-                raise
+                if err.provider_limit == "check" and challenge.purpose == Purpose.PASSWORDLESS:
+                    # The provider checks no more codes for this send. In
+                    # passwordless login a decoy would still answer "wrong
+                    # code" with our own attempts left, so this must too.
+                    right = False
+                else:
+                    # The admitted guess was never judged: count it as not right so
+                    # the challenge can still close once every admitted guess failed.
+                    attempt_held = False
+                    _count_wrong(challenge, now)
+                    if err.provider_limit == "check":
+                        # The provider will not check another code for this send
+                        # (Twilio Verify 60202): nothing can verify it any more.
+                        _close(challenge, ChallengeStatus.FAILED, now)
+                        raise TooManyAttempts(challenge_id=str(challenge.pk)) from err
+                    raise
             attempt_held = False
             if right:
                 won = Challenge.objects.filter(
@@ -1207,6 +1224,11 @@ def _hash_for(challenge: Challenge, code: str) -> str:
 
 
 def _code_is_right(challenge: Challenge, code: str) -> bool:
+    if challenge.checked_by == CheckedBy.PROVIDER and not challenge.sends:
+        # A decoy (passwordless, a number without an account): no provider
+        # ever sent it a code, so none can be right — answered as a wrong
+        # code, as for a real challenge, never as a provider error.
+        return False
     if challenge.checked_by == CheckedBy.PROVIDER:
         # The provider keeps the code; our attempt limit, expiry and single use
         # still applied above. Autocommit here: no transaction is open. The

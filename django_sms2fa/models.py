@@ -104,12 +104,20 @@ class Challenge(models.Model):
     # When the last code was handed to a provider (resend cooldown).
     last_sent_at = models.DateTimeField(_("last sent at"), null=True, blank=True)
     channel = models.CharField(
-        _("channel"), max_length=16, choices=Channel.choices, default=types.SMS
+        _("channel"),
+        max_length=16,
+        choices=Channel.choices,
+        default=types.SMS,
+        # In the database too: rows written by raw SQL (bulk seeds) or by
+        # processes still on the old code during an upgrade get it.
+        db_default=types.SMS,
     )
     # The last send ended with no provider surely holding the code but one that
     # may have it (a 500, a timeout after sending): the user is told the code
     # may be delayed and may ask for another at once.
-    delivery_uncertain = models.BooleanField(_("delivery uncertain"), default=False)
+    delivery_uncertain = models.BooleanField(
+        _("delivery uncertain"), default=False, db_default=False
+    )
     # When the proof this challenge gave was used (a phone_token redeemed, a
     # device confirmed): a verified challenge proves something only once.
     consumed_at = models.DateTimeField(_("consumed at"), null=True, blank=True)
@@ -174,7 +182,13 @@ class Message(models.Model):
     phone = models.CharField(_("phone (E.164)"), max_length=16)
     provider = models.CharField(_("provider alias"), max_length=64)
     channel = models.CharField(
-        _("channel"), max_length=16, choices=Channel.choices, default=types.SMS
+        _("channel"),
+        max_length=16,
+        choices=Channel.choices,
+        default=types.SMS,
+        # In the database too: rows written by raw SQL (bulk seeds) or by
+        # processes still on the old code during an upgrade get it.
+        db_default=types.SMS,
     )
     provider_message_id = models.CharField(
         _("provider message id"), max_length=128, blank=True, db_index=True

@@ -353,14 +353,16 @@ class CodePageView(View):
         self, request: HttpRequest, form: CodeForm, challenge: Challenge | None
     ) -> dict[str, Any]:
         wait = 0
-        switches: list[tuple[str, str]] = []
+        switches: list[tuple[str, str, bool]] = []
         uncertain = False
         if challenge is not None:
             ready_at = flows.resend_ready_at(challenge)
             wait = max(math.ceil((ready_at - timezone.now()).total_seconds()), 0)
             uncertain = flows.uncertain_delivery_told(challenge)
+            # Leaving SMS is never held back; any other switch waits like a resend.
+            held = bool(wait) and challenge.channel != SMS
             switches = [
-                (channel, str(SWITCH_LABELS[channel]))
+                (channel, str(SWITCH_LABELS[channel]), held)
                 for channel in flows.channels_for(challenge.phone)
                 if channel != challenge.channel
             ]

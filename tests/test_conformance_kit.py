@@ -94,6 +94,8 @@ class Target(HttpProvider):
                     provider_text=answer.text, http_status=answer.status, may_have_sent=True
                 )
             raise self.http_error(answer)
+        if "empty_is_success" in self.flaws and not answer.text.strip():
+            return SendResult(message_id="m-1")
         data = answer.json()
         if not isinstance(data, dict):
             if "html_is_success" in self.flaws:
@@ -102,11 +104,17 @@ class Target(HttpProvider):
         if not data.get("id"):
             raise self.malformed(answer, "no id")
         raw = data if "keeps_echo_in_raw" in self.flaws else {"id": data["id"]}
-        return SendResult(message_id=str(data["id"]), raw=raw)
+        message_id = "" if "no_message_id" in self.flaws else str(data["id"])
+        return SendResult(message_id=message_id, raw=raw)
 
 
 class TargetWithoutCheckCode(Target):
     check_code = BaseProvider.check_code  # type: ignore[assignment]
+
+
+class TargetWithStatusLookup(Target):
+    def get_status(self, message_id: str) -> SendResult:
+        return SendResult(message_id=message_id)
 
 
 class TargetKit(ProviderConformanceTests, unittest.TestCase):
@@ -116,7 +124,11 @@ class TargetKit(ProviderConformanceTests, unittest.TestCase):
     send_path = "/send"
 
     def make_provider(self, base_url: str, **overrides: Any) -> Target:
-        cls = TargetWithoutCheckCode if "verifies_without_check_code" in self.flaws else Target
+        cls: type[Target] = Target
+        if "verifies_without_check_code" in self.flaws:
+            cls = TargetWithoutCheckCode
+        elif "status_lookup" in self.flaws:
+            cls = TargetWithStatusLookup
         return cls(api_key=KEY, flaws=self.flaws, base_url=base_url, **overrides)
 
     def accepted_answer(self) -> Answer:
@@ -136,10 +148,11 @@ class TargetKit(ProviderConformanceTests, unittest.TestCase):
         return Answer(200, {"valid": False})
 
 
-def run_check(method: str, *flaws: str, verifies: bool = False) -> list[str]:
-    """Run one kit check against Target with ``flaws``; its failure texts."""
+def run_check(method: str, *flaws: str, verifies: bool = False, **declared: Any) -> list[str]:
+    """Run one kit check against Target with ``flaws`` and the test case
+    attributes ``declared`` (deviations); its failure texts."""
     flaws += ("verifies",) if verifies else ()
-    case_class = type("Case", (TargetKit,), {"flaws": frozenset(flaws)})
+    case_class = type("Case", (TargetKit,), {"flaws": frozenset(flaws), **declared})
     result = unittest.TestResult()
     case_class(method).run(result)
     return [text for _case, text in result.failures + result.errors]
@@ -160,6 +173,9 @@ CASES = [
     ("test_provider_checked_providers_implement_check_code", "verifies_without_check_code", ""),
     ("test_an_unknown_option_is_refused", "swallows_unknown_options", "Sms2faConfigurationError"),
     ("test_repr_shows_no_secret", "repr_shows_key", "appears in repr(provider)"),
+    # Deviations that are not declared are flaws like any other.
+    ("test_an_accepted_send_returns_a_message_id", "no_message_id", "has no message id"),
+    ("test_an_empty_200_may_have_sent", "empty_is_success", "instead of raising"),
 ]
 
 
@@ -210,3 +226,45 @@ def test_the_whole_kit_passes_for_a_provider_without_flaws(verifies):
     # Only the code-check checks skip, and only for a provider that checks no codes.
     skipped = {case._testMethodName for case, _reason in result.skipped}
     assert skipped == (set() if verifies else {m for m in dir(TargetKit) if "check_code_" in m})
+
+
+# ------------------------------------------------------ declared deviations
+
+NO_ID = "test_an_accepted_send_returns_a_message_id"
+EMPTY = "test_an_empty_200_may_have_sent"
+NO_ID_METHODS = "test_a_provider_without_message_ids_has_no_method_that_needs_one"
+REASONS = "test_declared_deviations_give_a_reason"
+DEVIATION_CASES = [
+    # (check, deviation declared, the provider's flaw)
+    (NO_ID, "sends_without_message_id", "no_message_id"),
+    (EMPTY, "empty_success_is_accepted", "empty_is_success"),
+]
+
+
+@pytest.mark.parametrize(("method", "deviation", "flaw"), DEVIATION_CASES)
+def test_a_declared_deviation_with_a_reason_is_tested_as_declared(method, deviation, flaw):
+    reason = {deviation: "the vendor documents it (kit self-test)"}
+    assert run_check(method, flaw, **reason) == []
+    assert run_check(REASONS, flaw, **reason) == []
+    # Declared, but the provider keeps the general rule: the declared
+    # behaviour is what the kit checks, so this fails too.
+    assert len(run_check(method, **reason)) == 1
+
+
+@pytest.mark.parametrize("reason", ["", "   ", True, 1])
+@pytest.mark.parametrize(("method", "deviation", "flaw"), DEVIATION_CASES)
+def test_a_deviation_declared_without_a_reason_is_refused(method, deviation, flaw, reason):
+    for check in (method, REASONS):
+        failures = run_check(check, flaw, **{deviation: reason})
+        assert len(failures) == 1, f"{deviation}={reason!r} passed {check}"
+        assert f"{deviation} is declared without a reason" in failures[0]
+
+
+def test_no_message_id_rules_out_a_status_lookup():
+    reason = {"sends_without_message_id": "the vendor documents it (kit self-test)"}
+    assert run_check(NO_ID_METHODS, "no_message_id", **reason) == []
+    failures = run_check(NO_ID_METHODS, "no_message_id", "status_lookup", **reason)
+    assert len(failures) == 1
+    assert "get_status() looks messages up by id" in failures[0]
+    # Undeclared, the check has nothing to say (the id check catches a missing id).
+    assert run_check(NO_ID_METHODS, "status_lookup") == []

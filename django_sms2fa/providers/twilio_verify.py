@@ -50,6 +50,7 @@ from ..exceptions import ProviderRejected, ProviderUnavailable
 from ..types import CALL, SENT, SMS, WHATSAPP, Capabilities, OutgoingSms, SendResult
 from . import reports
 from .http import HttpAnswer, summarize_body
+from .redaction import blank_known_codes
 from .twilio import E164, TwilioBase, read_error
 
 logger = logging.getLogger("django_sms2fa.providers")
@@ -292,4 +293,5 @@ def _without_code(text: str, code: str) -> str:
     """``text`` with the submitted code taken out, in case Twilio echoes our
     parameters. ``BaseProvider.send`` does this for sends; a check does not
     pass through it."""
-    return text.replace(code, "[code]") if code else text
+    # In any spelling an echo may use (spaced, dashed, escaped), as send() does.
+    return blank_known_codes(text, [code]) if code else text
