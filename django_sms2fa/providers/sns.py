@@ -545,22 +545,14 @@ class AmazonSNSProvider(BaseProvider):
             return self._unavailable(code, text, may_have_sent=False, status=status)
         if code in _SERVER_FAULT or (status is not None and status >= 500) or status is None:
             return self._unavailable(code, text, may_have_sent=True, status=status)
-        if code in _CREDENTIALS or status in (401, 403):
-            # Our credentials or permissions: another provider may send it.
-            return ProviderRejected(
-                provider=self.alias,
-                provider_code=code,
-                provider_text=text,
-                http_status=status,
-                failover=True,
-            )
+        # Our credentials or permissions: another provider may send it (failover).
         # _BAD_MESSAGE and every other 4xx: a refusal of this message.
         return ProviderRejected(
             provider=self.alias,
             provider_code=code,
             provider_text=text,
             http_status=status,
-            failover=False,
+            failover=code in _CREDENTIALS or status in (401, 403),
         )
 
     def _unavailable(

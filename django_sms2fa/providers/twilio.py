@@ -187,6 +187,15 @@ class TwilioBase(HttpProvider):
     :param api_key_secret: the API key's secret.
     """
 
+    def require_e164(self, to: str) -> None:
+        """Refuse, before any request, a number Twilio would not take."""
+        if not E164.fullmatch(to or ""):
+            raise ProviderRejected(
+                provider=self.alias,
+                provider_code="unsupported_number",
+                provider_text=f"{self.provider_name} takes E.164 numbers (+ and 7 to 15 digits)",
+            )
+
     def __init__(
         self,
         *,
@@ -363,12 +372,7 @@ class TwilioProvider(TwilioBase):
     # ------------------------------------------------------------- sending
 
     def _send(self, sms: OutgoingSms) -> SendResult:
-        if not E164.fullmatch(sms.to or ""):
-            raise ProviderRejected(
-                provider=self.alias,
-                provider_code="unsupported_number",
-                provider_text="Twilio takes E.164 numbers (+ and 7 to 15 digits)",
-            )
+        self.require_e164(sms.to)
         if not sms.text:
             raise ProviderRejected(
                 provider=self.alias,

@@ -51,7 +51,7 @@ from ..types import CALL, SENT, SMS, WHATSAPP, Capabilities, OutgoingSms, SendRe
 from . import reports
 from .http import HttpAnswer, summarize_body
 from .redaction import blank_known_codes
-from .twilio import E164, TwilioBase, read_error
+from .twilio import TwilioBase, read_error
 
 logger = logging.getLogger("django_sms2fa.providers")
 
@@ -150,12 +150,7 @@ class TwilioVerifyProvider(TwilioBase):
     # ------------------------------------------------------------- sending
 
     def _send(self, sms: OutgoingSms) -> SendResult:
-        if not E164.fullmatch(sms.to or ""):
-            raise ProviderRejected(
-                provider=self.alias,
-                provider_code="unsupported_number",
-                provider_text="Twilio Verify takes E.164 numbers (+ and 7 to 15 digits)",
-            )
+        self.require_e164(sms.to)
         channel = sms.channel or SMS
         if channel not in self.capabilities.channels:
             raise ProviderRejected(
