@@ -52,10 +52,32 @@ class DefaultSms2faAdapter:
         )
 
     def has_second_factor(self, user: Any) -> bool:
-        """Whether ``user`` must pass a second factor to log in."""
-        from django_otp import user_has_device
+        """Whether ``user`` must pass a second factor to log in: a confirmed
+        django-otp device of any kind (a phone, an authenticator app, recovery
+        codes, or a device of another plugin).
 
-        return user_has_device(user, confirmed=True)
+        One query, whatever the number of device kinds (django-otp's
+        ``user_has_device`` makes one per kind, and this runs on every request
+        of a logged-in session that is not verified).
+        """
+        from django.db.models import Exists, OuterRef
+
+        if getattr(user, "pk", None) is None:
+            return False
+        checks = {
+            f"d{n}": Exists(model._default_manager.filter(user=OuterRef("pk"), confirmed=True))
+            for n, model in enumerate(_device_tables())
+        }
+        from django.contrib.auth import get_user_model
+
+        found = (
+            get_user_model()
+            ._base_manager.filter(pk=user.pk)
+            .annotate(**checks)
+            .values(*checks)
+            .first()
+        )
+        return bool(found) and any(found.values())
 
     def serialize_user(self, user: Any) -> dict[str, Any]:
         """The ``user`` object of login answers."""
@@ -106,13 +128,23 @@ class DefaultSms2faAdapter:
             "was not you, contact support now."
         )
 
+    def recovery_code_used_text(self) -> str:
+        """SMS to the user's phones when one of their recovery codes is used."""
+        return _(
+            "A recovery code was used to sign in to your account. If this was not you, "
+            "contact support now."
+        )
+
     def send_security_notice(self, user: Any, event: str, context: dict[str, Any]) -> None:
         """Tell ``user`` that a sign-in factor changed (a phone added, replaced,
         removed or unbound, a lockout): by default an email to the account's
         address, skipped when it has none.
 
         :param event: ``"phone_added"``, ``"phone_replaced"``,
-            ``"phone_removed"``, ``"phone_unbound"`` or ``"lockout"``.
+            ``"phone_removed"``, ``"phone_unbound"``, ``"lockout"``,
+            ``"method_added"`` / ``"method_removed"`` (an authenticator app;
+            ``context["method"]`` is ``"totp"``), ``"recovery_codes_made"`` or
+            ``"recovery_code_used"`` (``context["left"]``: codes still unused).
         :param context: ``phone`` and ``new_phone`` (masked), ``when`` (an
             aware datetime), ``ip`` (or ``""``). It never holds a code or a
             full number; keep it that way in your own channel.
@@ -138,6 +170,16 @@ class DefaultSms2faAdapter:
     def unknown_number_text(self) -> str:
         """SMS to a number without an account (``PASSWORDLESS_UNKNOWN_NUMBER = "notify"``)."""
         return _("Someone asked to sign in with this number, but it has no account.")
+
+
+def _device_tables() -> list[Any]:
+    """django-otp's device models, less those whose rows their parent's table
+    already holds (a multi-table subclass, such as ``RecoveryCodeDevice`` of
+    ``StaticDevice``)."""
+    from django_otp import device_classes
+
+    models = list(device_classes())
+    return [m for m in models if not any(p in models for p in m._meta.get_parent_list())]
 
 
 def get_adapter() -> DefaultSms2faAdapter:

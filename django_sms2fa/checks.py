@@ -47,6 +47,9 @@ E040       limit counters in a cache whose ``add``/``incr`` are not atomic
 W041       ``PASSWORDLESS_LOGIN`` on, with ``DEBUG = False``, while the SMS is sent
            inside the request (``SEND_VIA_TASKS`` off, or an immediate task
            backend): the answer's timing tells which numbers have an account
+W010       an admin site mounted in the URLconf is not an ``OTPAdminSite`` and
+           keeps Django's login: that password-only login loops for users with
+           a phone (use ``django_sms2fa.admin.site.Sms2faAdminSite``)
 ========== ==================================================================
 
 Each check reads the setting through :mod:`django_sms2fa.conf`, the same code
@@ -133,6 +136,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "WEBHOOK_SECRETS",
         "SEND_VIA_TASKS",
         "TASK_BACKEND",
+        "RECOVERY_CODE_COUNT",
+        "TOTP_ISSUER",
+        "REMEMBER_BROWSER_DAYS",
+        "STEP_UP_WINDOW",
     ):
         _read(lambda name=name: getattr(app_settings, name), errors)
     errors.extend(_check_destinations())
@@ -496,3 +503,74 @@ def _check_passwordless_timing() -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+# ------------------------------------------------------------------ the admin
+
+
+@checks.register(checks.Tags.security, "sms2fa")
+def check_admin_site(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W010: an admin whose login can never let a user with a phone in.
+
+    Django's plain ``AdminSite`` logs in with a password alone; for a user
+    with a confirmed phone ``SecondFactorMiddleware`` keeps that session
+    anonymous until a code is checked, so the admin's login page comes back
+    after every correct password, without a word. Only sites mounted in the
+    URLconf count (an unmounted ``admin.site`` logs nobody in); each is found
+    by the ``admin_site`` Django puts on its views; a site with a login of
+    its own (a subclass, or ``site.login = ...``) is left alone. Loading the
+    URLconf is what Django's own URL checks do: no database query.
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.admin"):
+        return []
+    from django_otp.admin import OTPAdminSite
+
+    return [
+        checks.Warning(
+            f"The admin site {site.name!r} ({type(site).__name__}) logs in with a password "
+            "alone: users with a phone cannot log in through its login page (it comes back "
+            "after every correct password).",
+            hint="Use django_sms2fa.admin.site.Sms2faAdminSite: in urls.py, "
+            "use_sms2fa_login(admin.site) (from django_sms2fa.admin.site), which sends the "
+            "admin's login to this app's login pages.",
+            obj=site,
+            id="sms2fa.W010",
+        )
+        for site in _mounted_admin_sites()
+        if not isinstance(site, OTPAdminSite) and not _has_own_login(site)
+    ]
+
+
+def _has_own_login(site: Any) -> bool:
+    """Whether ``site`` replaced Django's password-only login (in its class or
+    on the instance): a site that sends its login elsewhere is its author's
+    design, not the loop this check is about."""
+    from django.contrib.admin import AdminSite
+
+    return "login" in vars(site) or type(site).login is not AdminSite.login
+
+
+def _mounted_admin_sites() -> list[Any]:
+    """The admin sites the root URLconf serves (none when it does not load:
+    Django's URL checks report that)."""
+    from django.urls import URLResolver, get_resolver
+
+    try:
+        stack = list(get_resolver().url_patterns)
+    except Exception:
+        return []
+    sites: dict[int, Any] = {}
+    while stack:
+        pattern = stack.pop()
+        if isinstance(pattern, URLResolver):
+            try:
+                stack.extend(pattern.url_patterns)
+            except Exception:
+                continue
+            continue
+        site = getattr(getattr(pattern, "callback", None), "admin_site", None)
+        if site is not None:
+            sites.setdefault(id(site), site)
+    return list(sites.values())

@@ -84,6 +84,12 @@ def hash_code(
     return salted_hmac(KEY_SALT, message, secret=secret, algorithm="sha256").hexdigest()
 
 
+def signing_secrets() -> list[str | bytes]:
+    """``SECRET_KEY`` and then every key in ``SECRET_KEY_FALLBACKS``: a hash
+    made under any of them still verifies, so a key rotation locks nobody out."""
+    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+
+
 @sensitive_variables()
 def code_matches(
     code: str,
@@ -103,7 +109,7 @@ def code_matches(
     if not stored_hash:
         return False
     matched = False
-    for secret in [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]:
+    for secret in signing_secrets():
         candidate = hash_code(
             code,
             challenge_id=challenge_id,

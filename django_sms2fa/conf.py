@@ -62,6 +62,10 @@ KNOWN_KEYS = frozenset(
         "WEBHOOK_SECRETS",
         "SEND_VIA_TASKS",
         "TASK_BACKEND",
+        "RECOVERY_CODE_COUNT",
+        "TOTP_ISSUER",
+        "REMEMBER_BROWSER_DAYS",
+        "STEP_UP_WINDOW",
     }
 )
 
@@ -191,15 +195,25 @@ class Sms2faSettings:
 
     @property
     def DEFAULT_REGION(self) -> str | None:
-        """Region assumed for numbers typed without ``+`` (``"SE"``). Default: ``None``."""
-        region = self._get("DEFAULT_REGION", None)
+        """Region assumed for numbers typed without ``+`` (``"SE"``). Default: ``None``.
+
+        When ``SMS2FA`` has no ``DEFAULT_REGION`` key, django-phonenumber-field's
+        ``settings.PHONENUMBER_DEFAULT_REGION`` is used, so one setting serves
+        both apps; it is checked the same way (``sms2fa.E006``). A key in
+        ``SMS2FA`` always wins, ``None`` included (no default region at all).
+        """
+        if "DEFAULT_REGION" in self.raw:
+            region, name = self.raw["DEFAULT_REGION"], "SMS2FA['DEFAULT_REGION']"
+        else:
+            region = getattr(settings, "PHONENUMBER_DEFAULT_REGION", None)
+            name = "PHONENUMBER_DEFAULT_REGION"
         if region is None:
             return None
         import phonenumbers  # local: keeps conf cheap to import
 
         if not isinstance(region, str) or region.upper() not in (phonenumbers.SUPPORTED_REGIONS):
             raise Sms2faConfigurationError(
-                f"SMS2FA['DEFAULT_REGION'] must be an ISO 3166 region code, not {region!r}.",
+                f"{name} must be an ISO 3166 region code, not {region!r}.",
                 check_id="sms2fa.E006",
             )
         return region.upper()
@@ -575,6 +589,57 @@ class Sms2faSettings:
             raise Sms2faConfigurationError(
                 "SMS2FA['TASK_BACKEND'] must be the alias of a backend in TASKS.",
                 check_id="sms2fa.E011",
+            )
+        return value
+
+    @property
+    def RECOVERY_CODE_COUNT(self) -> int:
+        """Single-use recovery codes made at a time. Default 10; 5–20."""
+        value = self._get("RECOVERY_CODE_COUNT", 10)
+        if not _is_int(value) or not 5 <= value <= 20:
+            raise Sms2faConfigurationError(
+                "SMS2FA['RECOVERY_CODE_COUNT'] must be an integer from 5 to 20.",
+                check_id="sms2fa.E012",
+            )
+        return value
+
+    @property
+    def TOTP_ISSUER(self) -> str | None:
+        """The name an authenticator app shows beside the account ("Example
+        Inc"). Default ``None``: the site's host name, taken from the request."""
+        value = self._get("TOTP_ISSUER", None)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip() or ":" in value:
+            raise Sms2faConfigurationError(
+                "SMS2FA['TOTP_ISSUER'] must be a non-empty name without ':'.",
+                check_id="sms2fa.E012",
+            )
+        return value.strip()
+
+    @property
+    def REMEMBER_BROWSER_DAYS(self) -> int:
+        """Days a browser the user chose to remember skips the second factor
+        after the password. Default 0: off (no "remember this browser" box);
+        1–365 turns it on."""
+        value = self._get("REMEMBER_BROWSER_DAYS", 0)
+        if not _is_int(value) or not 0 <= value <= 365:
+            raise Sms2faConfigurationError(
+                "SMS2FA['REMEMBER_BROWSER_DAYS'] must be a whole number of days from 0 to 365.",
+                check_id="sms2fa.E012",
+            )
+        return value
+
+    @property
+    def STEP_UP_WINDOW(self) -> int:
+        """Seconds after a second factor was proved during which the session may
+        add, replace or remove a sign-in method or make new recovery codes.
+        Later, the user proves a factor again first. Default 300; 30–86400."""
+        value = self._get("STEP_UP_WINDOW", 300)
+        if not _is_int(value) or not 30 <= value <= 86400:
+            raise Sms2faConfigurationError(
+                "SMS2FA['STEP_UP_WINDOW'] must be a whole number of seconds from 30 to 86400.",
+                check_id="sms2fa.E012",
             )
         return value
 

@@ -346,7 +346,18 @@ def _delete_locked(device: PhoneDevice, *, actor: Any, client_ip: str | None) ->
     device.pk = pk  # kept for the notices and signals after the commit
 
 
-SECURITY_EVENTS = ("phone_added", "phone_replaced", "phone_removed", "phone_unbound", "lockout")
+SECURITY_EVENTS = (
+    "phone_added",
+    "phone_replaced",
+    "phone_removed",
+    "phone_unbound",
+    "lockout",
+    # the other sign-in methods (methods.py)
+    "method_added",
+    "method_removed",
+    "recovery_codes_made",
+    "recovery_code_used",
+)
 
 
 def notify_owner(
@@ -461,3 +472,111 @@ def _uuid_or_none(value: Any) -> Any:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+# ------------------------------------------------------------ staff enrolment
+
+
+from django.utils.translation import gettext_lazy as _lazy  # noqa: E402 - appended section
+
+
+class PhoneConfirmedElsewhere(PhoneAlreadyEnrolled):
+    """Staff asked to confirm a number that another account has confirmed."""
+
+    code = "phone_confirmed_elsewhere"
+    default_message = _lazy("This phone number is already confirmed on another account.")
+
+
+def add_phone_for_user(
+    user: Any,
+    phone: Any,
+    *,
+    actor: Any,
+    confirmed: bool,
+    client_ip: str | None = None,
+) -> PhoneDevice:
+    """Add ``phone`` to ``user``'s account for them (staff in the admin, or
+    ``sms2fa_add_phone``; ``actor`` is the staff member, ``None`` for a command).
+
+    Unconfirmed (``confirmed=False``): the device waits for its holder, who
+    confirms it with a code like any phone they add themselves (adding the
+    same number from their phone pages proves and confirms this device).
+
+    Confirmed (``confirmed=True``): bound at once, without a code, because the
+    staff member vouches for it; the ``confirmed`` event names them as its
+    actor, which is the record of that choice. The user's other phones are told
+    by SMS and the owner by email (``phone_added``), as for a phone they
+    confirm themselves. Unlike :func:`bind_verified_phone`, a number confirmed
+    on *another* account is refused, not unbound from it: a code proves that
+    the holder has the phone now, a tick in a form proves nothing, and it must
+    not move a sign-in factor away from its owner.
+
+    ``phone`` is text or a ``phonenumbers.PhoneNumber`` (django-phonenumber-field).
+
+    :raises InvalidPhone: not a valid number.
+    :raises PhoneAlreadyEnrolled: the number is already confirmed for ``user``.
+    :raises PhoneConfirmedElsewhere: (``confirmed=True``) another account has it
+        confirmed.
+    """
+    e164 = normalize_phone(phone, app_settings.DEFAULT_REGION)
+    _require_allowed_destination(e164)
+    if PhoneDevice.objects.filter(user=user, number=e164, confirmed=True).exists():
+        raise PhoneAlreadyEnrolled()
+    try:
+        with transaction.atomic():
+            # Locked like every confirmation locks its rows (_lock_devices),
+            # so a concurrent confirm_phone of the number waits for this one.
+            locked = _lock_devices(
+                Q(user=user, number=e164) | Q(number=e164, confirmed=True), old_ids=[]
+            )
+            mine = next((d for d in locked.values() if d.user_id == user.pk), None)
+            if mine is not None and mine.confirmed:
+                raise PhoneAlreadyEnrolled()
+            if confirmed and any(d.confirmed for d in locked.values() if d.user_id != user.pk):
+                raise PhoneConfirmedElsewhere()
+            others = list(
+                PhoneDevice.objects.filter(user=user, confirmed=True).values_list(
+                    "number", flat=True
+                )
+            )
+            if mine is None:
+                mine = PhoneDevice.objects.create(
+                    user=user, number=e164, name=mask_phone(e164), confirmed=False
+                )
+                record_event(mine, DeviceAction.ADDED, actor=actor, client_ip=client_ip)
+            elif mine.replaces_id is not None:
+                # A pending replacement of the user's own becomes an addition:
+                # staff add a phone, they do not retire one.
+                mine.replaces = None
+                mine.save(update_fields=["replaces"])
+            if not confirmed:
+                return mine
+            mine.confirmed = True
+            mine.save(update_fields=["confirmed"])
+            record_event(mine, DeviceAction.CONFIRMED, actor=actor, client_ip=client_ip)
+    except IntegrityError as err:
+        # Another account confirmed the number between our check and our
+        # write: the constraint holds the rule.
+        raise PhoneConfirmedElsewhere() from err
+    # After the commit, as in _confirm_proved: notices never undo the change.
+    with _in_users_language(user) as adapter:
+        text = adapter.phone_added_text(mine.number)
+        for number in others:
+            flows.send_notice(phone=number, text=text)
+    signals.device_confirmed.send(sender=PhoneDevice, device=mine, replaced=None)
+    notify_owner(user, "phone_added", phone=mine.number, client_ip=client_ip)
+    return mine
+
+
+def _require_allowed_destination(e164: str) -> None:
+    """The site's destination rules, as a send checks them: a phone no code can
+    reach (``ALLOWED_REGIONS``, ``ALLOWED_NUMBER_TYPES``) would lock its owner
+    out once confirmed."""
+    from .exceptions import NumberNotAllowed
+    from .phones import number_type_of, region_of
+
+    allowed = app_settings.ALLOWED_REGIONS
+    if allowed is not None and region_of(e164) not in allowed:
+        raise NumberNotAllowed(limit="region")
+    if number_type_of(e164) not in app_settings.ALLOWED_NUMBER_TYPES:
+        raise NumberNotAllowed(limit="number_type")

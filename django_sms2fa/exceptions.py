@@ -190,6 +190,29 @@ class SecondFactorRequired(Sms2faError):
     default_message = _("Confirm it is you with a code from your phone first.")
 
 
+class StepUpRequired(SecondFactorRequired):
+    """The action changes how the user signs in: the session must have proved
+    a second factor within ``STEP_UP_WINDOW`` seconds, not merely once."""
+
+    code = "step_up_required"
+    default_message = _("Confirm it is you again with a second factor first.")
+
+
+class MethodUnavailable(Sms2faError):
+    """The sign-in method asked for is not one the user has set up (or the
+    site offers)."""
+
+    code = "method_unavailable"
+    default_message = _("This sign-in method is not set up for your account.")
+
+
+class MethodAlreadyEnrolled(Sms2faError):
+    """The user already has a confirmed authenticator app."""
+
+    code = "method_already_enrolled"
+    default_message = _("An authenticator app is already set up for your account.")
+
+
 class DeviceNotFound(Sms2faError):
     code = "device_not_found"
     default_message = _("This phone does not exist.")

@@ -1587,13 +1587,23 @@ def _language_for(user: Any) -> str | None:
 
 def _render(challenge: Challenge, code: str, language: str | None) -> tuple[str, str]:
     """The SMS text with the code, and the same text with the code masked."""
+    return render_code_text(code, purpose=challenge.purpose, language=language)
+
+
+def render_code_text(
+    code: str, *, purpose: str, language: str | None, lifetime: int | None = None
+) -> tuple[str, str]:
+    """``SMS_TEMPLATE`` around ``code``: the text to send, and the same text
+    with the code masked (for the audit). ``lifetime`` (seconds, default
+    ``CODE_LIFETIME``) is what the text says the code lasts; a code made by
+    another package (:mod:`django_sms2fa.foreign`) lasts as long as it says."""
     if not code:
         return "", ""
     webotp_domain = app_settings.WEBOTP_DOMAIN
     context = {
         "code": _CODE_SLOT,
-        "purpose": challenge.purpose,
-        "minutes": math.ceil(app_settings.CODE_LIFETIME / 60),
+        "purpose": purpose,
+        "minutes": math.ceil((lifetime or app_settings.CODE_LIFETIME) / 60),
         "webotp_domain": webotp_domain,
     }
     with translation.override(language or translation.get_language()):

@@ -101,3 +101,22 @@ class CodeForm(AccessibleForm):
         data["code"] = ""
         self.data = data
         self.add_error("code", message)
+
+
+class AppCodeForm(CodeForm):
+    """The code of an authenticator app."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["code"].help_text = _("The 6-digit code your authenticator app shows.")
+
+
+class RecoveryCodeForm(CodeForm):
+    """One of the user's recovery codes: letters and digits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["code"]
+        field.label = _("Recovery code")
+        field.help_text = _("One of the recovery codes you saved, for example abcde-fghjk.")
+        field.widget.attrs.update({"inputmode": "text", "autocomplete": "off"})

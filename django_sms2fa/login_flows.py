@@ -6,16 +6,17 @@ and HTML edges keep the pending state in the session and log the user in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core import signing
 from django.utils import timezone  # noqa: F401  (used by redeem_phone_token)
 from django.views.decorators.debug import sensitive_variables
 
-from . import flows
+from . import flows, methods
 from .adapter import get_adapter
 from .conf import app_settings
-from .exceptions import ChallengeNotFound, DeliveryFailed, InvalidPhoneToken
+from .exceptions import ChallengeNotFound, DeliveryFailed, InvalidPhoneToken, MethodUnavailable
 from .models import Challenge, ChallengeStatus, PhoneDevice, Purpose
 from .phones import normalize_phone
 from .types import SMS, ClientInfo
@@ -32,6 +33,75 @@ def start_second_factor(user: Any, *, client: ClientInfo | None = None) -> Chall
     return flows.request_challenge(
         phone=device.number, purpose=Purpose.LOGIN, user=user, device=device, client=client
     )
+
+
+@dataclass(frozen=True)
+class SecondFactorStep:
+    """Where a login stands after the right password: the method being used,
+    the others the user may switch to, and the phone's challenge (phone only)."""
+
+    method: str
+    methods: list[str] = field(default_factory=list)
+    challenge: Challenge | None = None
+
+
+def begin_second_factor(
+    user: Any,
+    *,
+    method: str | None = None,
+    client: ClientInfo | None = None,
+    channel: str = SMS,
+) -> SecondFactorStep | None:
+    """After a correct password: start the second factor with ``method``, or
+    with the user's default (the method used last, ``methods.user_methods``).
+
+    For the phone a code is sent now; an authenticator app or a recovery code
+    needs nothing sent. ``None`` when the user has no second factor at all
+    (then the password alone decides).
+
+    :raises MethodUnavailable: ``method`` is not one of the user's.
+    """
+    available = methods.user_methods(user)
+    if not available:
+        return None
+    chosen = method or available[0]
+    if chosen not in available:
+        raise MethodUnavailable(method=chosen)
+    challenge = None
+    if chosen == methods.PHONE:
+        device = get_adapter().get_login_device(user)
+        if device is None:
+            raise MethodUnavailable(method=chosen)
+        challenge = flows.request_challenge(
+            phone=device.number,
+            purpose=Purpose.LOGIN,
+            user=user,
+            device=device,
+            client=client,
+            channel=channel,
+        )
+    return SecondFactorStep(chosen, available, challenge)
+
+
+@sensitive_variables()
+def finish_with_method(
+    user: Any,
+    method: str,
+    code: Any,
+    *,
+    challenge_id: Any = None,
+    client: ClientInfo | None = None,
+) -> Any:
+    """Check the second factor of ``method``; returns the django-otp device
+    that proved it (for ``django_otp.login``). Every method counts against
+    the same wrong-code lockout of the account.
+
+    :raises MethodUnavailable, InvalidCode, IncorrectCode, VerificationLocked,
+        and for the phone every error of ``flows.verify_challenge``.
+    """
+    if method == methods.PHONE:
+        return finish_second_factor(challenge_id, code, user=user)
+    return methods.check_code(user, method, code, client=client)
 
 
 @sensitive_variables()

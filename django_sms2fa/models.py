@@ -13,12 +13,24 @@ from typing import Any
 
 from django_otp.models import Device, TimestampMixin
 
+from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import types
 from .phones import mask_phone
+
+if not apps.is_installed("django_otp.plugins.otp_static"):
+    # Recovery codes are django-otp static devices (hashed): without the app
+    # the import below fails with a message that does not say what to do.
+    raise ImproperlyConfigured(
+        "django_sms2fa needs 'django_otp.plugins.otp_static' in INSTALLED_APPS "
+        "(recovery codes), after 'django_otp' and before 'django_sms2fa'."
+    )
+
+from django_otp.plugins.otp_static.models import StaticDevice  # noqa: E402
 
 
 class Purpose(models.TextChoices):
@@ -310,6 +322,14 @@ class PhoneDevice(TimestampMixin, Device):
     and ``OTPAdminSite`` work with it unchanged.
     """
 
+    # django-otp's field, with a reverse name of our own: two_factor's
+    # PhoneDevice would otherwise claim ``user.phonedevice_set`` too.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="sms2fa_phones",
+        help_text="The user that this device belongs to.",
+    )
     number = models.CharField(_("phone (E.164)"), max_length=16)
     # While unconfirmed: the device this one will replace once confirmed.
     replaces = models.ForeignKey(
@@ -451,3 +471,141 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_repr or '-'} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Method(models.TextChoices):
+    """The ways a user proves a second factor."""
+
+    PHONE = "phone", _("Phone (code by SMS or call)")
+    TOTP = "totp", _("Authenticator app")
+    RECOVERY = "recovery", _("Recovery code")
+
+
+class RecoveryCodeDevice(StaticDevice):
+    """A user's set of single-use recovery codes, as a django-otp static device.
+
+    django-otp's ``StaticToken`` keeps its tokens in clear; these are kept in
+    :class:`RecoveryCode` instead, as the keyed HMAC that SMS codes get
+    (``codes.hash_code``), so a copy of the database holds nothing a thief
+    could type. The parent ``StaticDevice`` row has no tokens, so nothing
+    verifies through it; through this model, ``verify_token`` checks a code
+    under the account's wrong-code lockout (``methods.use_recovery_code``),
+    in OTPAdminSite and ``django_otp.match_token`` too.
+    """
+
+    class Meta:
+        verbose_name = _("recovery codes")
+        verbose_name_plural = _("recovery codes")
+
+    def verify_token(self, token: Any) -> bool:
+        from . import methods  # the device is an edge over the flows
+        from .exceptions import Sms2faError
+
+        try:
+            methods.use_recovery_code(self.user, token, device=self)
+        except Sms2faError:
+            return False
+        return True
+
+
+class RecoveryCode(models.Model):
+    """One recovery code, as its keyed hash; spent once (``used_at``)."""
+
+    device = models.ForeignKey(
+        RecoveryCodeDevice,
+        on_delete=models.CASCADE,
+        related_name="codes",
+        verbose_name=_("device"),
+    )
+    code_hash = models.CharField(_("code hash"), max_length=64, editable=False)
+    created_at = models.DateTimeField(_("created at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("recovery code")
+        verbose_name_plural = _("recovery codes")
+        indexes = [models.Index(fields=["code_hash"], name="sms2fa_recovery_hash")]
+
+    def __str__(self) -> str:
+        return f"recovery code {self.pk} ({'used' if self.used_at else 'unused'})"
+
+
+class MethodAction(models.TextChoices):
+    ADDED = "added", _("Added")
+    CONFIRMED = "confirmed", _("Confirmed")
+    REMOVED = "removed", _("Removed")
+    USED = "used", _("Used to sign in")
+    FAILED = "failed", _("Wrong code")
+    REGENERATED = "regenerated", _("New codes made")
+    REMEMBERED = "remembered", _("Browser remembered")
+    FORGOTTEN = "forgotten", _("Browser forgotten")
+
+
+class MethodEvent(models.Model):
+    """One event of a sign-in method other than a phone's codes (those are
+    challenges): an authenticator app added, a recovery code used, a browser
+    remembered. Who, which method, what, when, from where — never a code."""
+
+    created_at = models.DateTimeField(_("created at"), db_index=True)
+    method = models.CharField(_("method"), max_length=16, choices=Method.choices)
+    action = models.CharField(_("action"), max_length=16, choices=MethodAction.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sms2fa_method_events",
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    # What else is worth knowing: "7 codes left", a browser's user agent.
+    detail = models.CharField(_("detail"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("sign-in method event")
+        verbose_name_plural = _("sign-in method events")
+        indexes = [models.Index(fields=["user", "created_at"], name="sms2fa_mevent_user_time")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.action} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RememberedBrowser(models.Model):
+    """A browser whose user asked not to be asked for a second factor on it
+    for ``REMEMBER_BROWSER_DAYS``. Its cookie holds only this row's id, signed;
+    the row binds it to the user, to the password of the day (a fingerprint
+    of the session auth hash) and to the device that proved the login."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="sms2fa_browsers",
+    )
+    # django-otp's persistent id of the device that proved the login
+    # ("django_sms2fa.phonedevice/3"): the session it skips to is verified
+    # with that device, and a removed device remembers nothing.
+    device_id = models.CharField(_("device"), max_length=128)
+    auth_fingerprint = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("created at"))
+    expires_at = models.DateTimeField(_("expires at"))
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("forgotten at"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("remembered browser")
+        verbose_name_plural = _("remembered browsers")
+
+    def __str__(self) -> str:
+        return f"browser {self.pk} of user {self.user_id}"

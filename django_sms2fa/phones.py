@@ -20,6 +20,11 @@ MAX_INPUT_LENGTH = 64
 def normalize_phone(raw: object, region: str | None = None) -> str:
     """Return ``raw`` as E.164 (``+46701234567``) or raise :class:`InvalidPhone`.
 
+    ``raw`` is text, or a parsed ``phonenumbers.PhoneNumber`` — which is what
+    django-phonenumber-field's ``PhoneNumberField`` holds (its ``PhoneNumber``
+    subclasses it), so such a field's value can be passed as it is. A parsed
+    number is checked like typed text: by its E.164 form, which must be valid.
+
     ``region`` (e.g. ``"SE"``) is assumed for numbers typed without a country
     code. Full-width digits are understood (``phonenumbers`` maps them); control
     characters such as NUL, and anything that is not a valid number for its
@@ -28,6 +33,8 @@ def normalize_phone(raw: object, region: str | None = None) -> str:
     ``phonenumbers`` would dial as keypad digits (only an extension marker such
     as ``ext.`` after the number may hold letters; the extension is dropped).
     """
+    if isinstance(raw, phonenumbers.PhoneNumber):
+        raw = _e164_of(raw)
     if not isinstance(raw, str) or len(raw) > MAX_INPUT_LENGTH:
         raise InvalidPhone()
     # Control (Cc) and format (Cf: zero-width, bidi overrides) characters are
@@ -49,6 +56,21 @@ def normalize_phone(raw: object, region: str | None = None) -> str:
         raise InvalidPhone()
     _remember(e164, number)
     return e164
+
+
+def _e164_of(number: phonenumbers.PhoneNumber) -> str | None:
+    """The E.164 text of a parsed number, to be checked like any typed one
+    (``None`` when it has no country code: it is not a number to send to)."""
+    if not number.country_code or number.national_number is None:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _as_text(phone: object) -> str:
+    """An E.164 string, or a parsed number as one (the helpers below take both)."""
+    if isinstance(phone, phonenumbers.PhoneNumber):
+        return _e164_of(phone) or ""
+    return phone if isinstance(phone, str) else ""
 
 
 class _Facts(NamedTuple):
@@ -121,17 +143,19 @@ def _has_letters(text: str, extension: str | None) -> bool:
     return any(unicodedata.category(ch).startswith("L") for ch in text)
 
 
-def region_of(e164: str) -> str | None:
+def region_of(e164: str | phonenumbers.PhoneNumber) -> str | None:
     """The ISO region of an E.164 number (``"SE"``), or ``None``."""
+    e164 = _as_text(e164)
     facts = _facts(e164)
     return facts.region if facts is not None else None
 
 
-def mask_phone(e164: str) -> str:
+def mask_phone(e164: str | phonenumbers.PhoneNumber) -> str:
     """A display form that identifies a number to its owner only.
 
     Keeps the country code and the last two digits: ``+46•••••••67``.
     """
+    e164 = _as_text(e164)
     if not e164:
         return ""
     facts = _facts(e164)
@@ -143,7 +167,8 @@ def mask_phone(e164: str) -> str:
     return "+" + country + "•" * (len(rest) - 2) + rest[-2:]
 
 
-def number_type_of(e164: str) -> str:
+def number_type_of(e164: str | phonenumbers.PhoneNumber) -> str:
     """The ``phonenumbers.PhoneNumberType`` name of a number (``"MOBILE"``, ``"PREMIUM_RATE"``)."""
+    e164 = _as_text(e164)
     facts = _facts(e164)
     return facts.number_type if facts is not None else "UNKNOWN"

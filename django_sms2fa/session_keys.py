@@ -13,6 +13,15 @@ from typing import Any
 METHOD_KEY = "sms2fa_login_method"
 PASSWORDLESS = "passwordless"
 PASSWORD_AND_SMS = "password+sms"
+#: A password and another second factor: an authenticator app, a recovery
+#: code, or a browser remembered after one of them (no factor proved now).
+PASSWORD_AND_TOTP = "password+totp"
+PASSWORD_AND_RECOVERY = "password+recovery"
+PASSWORD_AND_REMEMBERED = "password+remembered"
+
+#: When this session last proved a second factor (``time.time()``): the
+#: step-up window of sign-in method changes runs from it.
+VERIFIED_AT_KEY = "sms2fa_verified_at"
 
 #: The phone a passwordless session logged in with: ``{"device_id": int,
 #: "number": "+E164"}``. The session lives only as long as that phone stays

@@ -55,8 +55,11 @@ device_removed = Signal()
 #: (NIST SP 800-63B-4 §4.6). Args: ``user`` (``None`` for a lockout of a
 #: number without an account), ``event`` — one of
 #: ``"phone_added"``, ``"phone_replaced"``, ``"phone_removed"``,
-#: ``"phone_unbound"`` (the number was confirmed on another account) and
-#: ``"lockout"`` (too many wrong codes) — and ``context``, a dict with
+#: ``"phone_unbound"`` (the number was confirmed on another account),
+#: ``"lockout"`` (too many wrong codes), ``"method_added"`` /
+#: ``"method_removed"`` (an authenticator app; ``context["method"]``),
+#: ``"recovery_codes_made"`` and ``"recovery_code_used"`` (``context["left"]``)
+#: — and ``context``, a dict with
 #: ``phone`` and ``new_phone`` (masked, never a full number), ``when`` (an
 #: aware datetime) and ``ip`` (the client's address, or ``""``). Never a code.
 #: The app's own receiver passes it to the adapter's ``send_security_notice``

@@ -16,4 +16,20 @@ urlpatterns = [
     path("phones/confirm/", views.PhoneConfirmView.as_view(), name="phone_confirm"),
     path("phones/<int:pk>/change/", views.PhoneAddView.as_view(), name="phone_change"),
     path("phones/<int:pk>/remove/", views.PhoneRemoveView.as_view(), name="phone_remove"),
+    path("security/", views.SecurityView.as_view(), name="security"),
+    path("security/confirm/", views.StepUpView.as_view(), name="step_up"),
+    path("security/app/", views.TotpAddView.as_view(), name="totp_add"),
+    path("security/app/remove/", views.TotpRemoveView.as_view(), name="totp_remove"),
+    path("security/recovery-codes/", views.RecoveryCodesView.as_view(), name="recovery_codes"),
+    path(
+        "security/browsers/<uuid:pk>/forget/",
+        views.BrowserForgetView.as_view(),
+        name="browser_forget",
+    ),
+    path(
+        "security/browsers/forget-all/",
+        views.BrowsersForgetAllView.as_view(),
+        name="browsers_forget_all",
+    ),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
 ]

@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views import View
@@ -37,13 +38,14 @@ from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from . import device_flows, flows, login_flows, ratelimit, session
+from . import device_flows, flows, login_flows, methods, ratelimit, session
 from . import exceptions as domain
 from .client import client_info, limit_key
 from .conf import app_settings
-from .forms import CodeForm, LoginForm, PhoneForm
+from .forms import AppCodeForm, CodeForm, LoginForm, PhoneForm, RecoveryCodeForm
 from .masked import MaskedStr
 from .models import Challenge, PhoneDevice, Purpose
+from .session_keys import is_passwordless
 from .types import CALL, CHANNELS, SMS, WHATSAPP
 
 #: Session keys of the page flows (the challenge each code page is about).
@@ -172,14 +174,15 @@ def is_verified(request: HttpRequest) -> bool:
     return bool(check and check())
 
 
-def next_url(request: HttpRequest) -> str:
-    """Where to go after a login: a safe ``next`` (same host), or ``LOGIN_REDIRECT_URL``."""
+def next_url(request: HttpRequest, default: str | None = None) -> str:
+    """Where to go after a login: a safe ``next`` (same host), or ``default``,
+    or ``LOGIN_REDIRECT_URL``."""
     candidate = request.POST.get("next") or request.GET.get("next") or ""
     if candidate and url_has_allowed_host_and_scheme(
         candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return candidate
-    return resolve_url(settings.LOGIN_REDIRECT_URL)
+    return default if default is not None else resolve_url(settings.LOGIN_REDIRECT_URL)
 
 
 def with_next(url: str, request: HttpRequest) -> str:
@@ -229,6 +232,24 @@ def show_form_error(form: Any, error: PageError) -> None:
         form.add_error(None, error.message)
 
 
+def step_up_first(request: HttpRequest, back: str) -> HttpResponse | None:
+    """Before a sign-in method is added, replaced or removed, or recovery codes
+    are made anew: ``None`` when the session proved a second factor within
+    ``STEP_UP_WINDOW`` (or the user has none yet), else a redirect to the
+    step-up page, which comes back to ``back`` (a page to GET).
+
+    :raises SecondFactorRequired: the session cannot step up: it never proved
+        a second factor (a passwordless login); the caller shows the error.
+    """
+    try:
+        session.require_fresh_second_factor(request, request.user)
+    except domain.StepUpRequired:
+        if is_passwordless(request.session):
+            raise domain.SecondFactorRequired() from None
+        return HttpResponseRedirect(f"{reverse('sms2fa:step_up')}?{urlencode({'next': back})}")
+    return None
+
+
 # ---------------------------------------------------------------- log in
 
 
@@ -267,22 +288,47 @@ class LoginView(View):
             form.add_error(None, domain.InvalidCredentials.default_message)
             return render_page(request, self.template_name, self.context(request, form))
         session.clear_pending_login(request)
+        remembered = methods.recognised_browser(user, session.browser_cookie(request))
+        if remembered is not None:
+            # A browser the user asked us to remember: verified without a code.
+            session.complete_remembered_login(
+                request, user, backend=user.backend, device=remembered
+            )
+            return HttpResponseRedirect(next_url(request))
         try:
-            challenge = login_flows.start_second_factor(user, client=client_info(request))
+            step = login_flows.begin_second_factor(user, client=client_info(request))
         except domain.Sms2faError as exc:
             error = page_error(exc)
             show_form_error(form, error)
             return render_page(
                 request, self.template_name, self.context(request, form), error=error
             )
-        if challenge is None:
-            login(request, user)  # no phone: the password alone decides
+        if step is None:
+            login(request, user)  # no second factor: the password alone decides
             if app_settings.REQUIRE_SECOND_FACTOR:
                 return HttpResponseRedirect(with_next(reverse("sms2fa:phone_add"), request))
             return HttpResponseRedirect(next_url(request))
-        session.set_pending_login(request, user, user.backend, challenge)
-        session.remember_challenge(request, challenge)
+        start_method(request, user, user.backend, step)
         return HttpResponseRedirect(with_next(reverse("sms2fa:login_code"), request))
+
+
+def start_method(
+    request: HttpRequest, user: Any, backend: str, step: login_flows.SecondFactorStep
+) -> None:
+    """Keep the pending login for ``step`` (the method the code page asks for)."""
+    session.set_pending_login(
+        request, user, backend, step.challenge, method=step.method, methods=step.methods
+    )
+    if step.challenge is not None:
+        session.remember_challenge(request, step.challenge)
+
+
+#: The links of the code page to the user's other methods.
+METHOD_LABELS: dict[str, Any] = {
+    methods.PHONE: gettext_lazy("Send a code to my phone instead"),
+    methods.TOTP: gettext_lazy("Use my authenticator app instead"),
+    methods.RECOVERY: gettext_lazy("Use a recovery code instead"),
+}
 
 
 #: The button that switches a challenge to another channel.
@@ -310,6 +356,22 @@ def resent_text(challenge: Challenge) -> str:
     if challenge.channel == CALL:
         return _("We are calling you with a new code. The old one no longer works.")
     return _("We sent you a new code. The old one no longer works.")
+
+
+#: What the code page says for the methods without a challenge.
+METHOD_INTROS: dict[str, Any] = {
+    methods.TOTP: gettext_lazy("Enter the 6-digit code your authenticator app shows."),
+    methods.RECOVERY: gettext_lazy("Enter one of your recovery codes. Each code works once."),
+}
+
+
+def code_form_for(method: str, data: Any = None) -> CodeForm:
+    """The code field, worded and typed for the method."""
+    if method == methods.RECOVERY:
+        return RecoveryCodeForm(data)
+    if method == methods.TOTP:
+        return AppCodeForm(data)
+    return CodeForm(data)
 
 
 #: Shown while no provider surely took the code but one may have.
@@ -343,8 +405,18 @@ class CodePageView(View):
     ) -> Challenge:
         raise NotImplementedError
 
+    def switch_method(self, request: HttpRequest, method: str) -> HttpResponse:
+        """Another way to prove the same thing; only the login offers one."""
+        raise domain.MethodUnavailable(method=method)
+
     def intro(self, challenge: Challenge) -> str:
         return intro_for(challenge)
+
+    def make_form(self, request: HttpRequest, data: Any = None) -> CodeForm:
+        return CodeForm(data)
+
+    def extra_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {}
 
     def restart_url(self, request: HttpRequest) -> str:
         return with_next(reverse(self.restart_url_name), request)
@@ -367,6 +439,8 @@ class CodePageView(View):
                 if channel != challenge.channel
             ]
         return {
+            # No challenge (an authenticator app, a recovery code): nothing to resend.
+            "can_resend": challenge is not None,
             # "Call me instead" and the like: the other ways the route offers.
             "channel_switches": switches,
             "delivery_uncertain": uncertain,
@@ -379,10 +453,14 @@ class CodePageView(View):
             "restart_label": self.restart_label,
             "next": request.GET.get("next") or request.POST.get("next", ""),
             "page_url": request.path,
+            **self.extra_context(request),
         }
 
-    def _challenge(self, request: HttpRequest) -> Challenge:
-        challenge = Challenge.objects.filter(pk=self.challenge_id(request)).first()
+    def _challenge(self, request: HttpRequest) -> Challenge | None:
+        challenge_id = self.challenge_id(request)
+        if not challenge_id:
+            return None  # a method without a challenge
+        challenge = Challenge.objects.filter(pk=challenge_id).first()
         if challenge is None:
             raise domain.ChallengeNotFound()
         return challenge
@@ -404,7 +482,7 @@ class CodePageView(View):
         )
 
     def get(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        form = CodeForm()
+        form = self.make_form(request)
         try:
             challenge = self._challenge(request)
         except domain.Sms2faError as exc:
@@ -412,11 +490,16 @@ class CodePageView(View):
         return render_page(request, self.template_name, self.context(request, form, challenge))
 
     def post(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        form = CodeForm(request.POST)
+        form = self.make_form(request, request.POST)
         try:
             challenge_id = self.challenge_id(request)
         except domain.Sms2faError as exc:
             return self.failed(request, form, exc)
+        if "method" in request.POST:
+            try:
+                return self.switch_method(request, str(request.POST["method"]))
+            except domain.Sms2faError as exc:
+                return self.failed(request, self.make_form(request), exc)
         if "resend" in request.POST:
             channel = request.POST.get("channel") or None
             try:
@@ -424,11 +507,11 @@ class CodePageView(View):
                     raise domain.ChannelUnavailable()
                 challenge = self.resend(request, challenge_id, channel)
             except domain.Sms2faError as exc:
-                return self.failed(request, CodeForm(), exc, resend=True)
+                return self.failed(request, self.make_form(request), exc, resend=True)
             notify(request, resent_text(challenge))
             return HttpResponseRedirect(with_next(request.path, request))
         if not form.is_valid():
-            challenge = Challenge.objects.filter(pk=challenge_id).first()
+            challenge = Challenge.objects.filter(pk=challenge_id).first() if challenge_id else None
             return render_page(request, self.template_name, self.context(request, form, challenge))
         try:
             return self.verify(request, challenge_id, form.cleaned_data["code"])
@@ -446,14 +529,67 @@ class LoginCodeView(CodePageView):
             self._pending = session.pending_login_user(request)
         return self._pending
 
+    def method(self, request: HttpRequest) -> str:
+        return self.pending(request)[0].get("method", methods.PHONE)
+
     def challenge_id(self, request: HttpRequest) -> str:
         return self.pending(request)[0]["challenge_id"]
 
+    def make_form(self, request: HttpRequest, data: Any = None) -> CodeForm:
+        try:
+            method = self.method(request)
+        except domain.Sms2faError:
+            method = methods.PHONE
+        return code_form_for(method, data)
+
+    def extra_context(self, request: HttpRequest) -> dict[str, Any]:
+        try:
+            pending = self.pending(request)[0]
+        except domain.Sms2faError:
+            return {}
+        method = pending.get("method", methods.PHONE)
+        others = [m for m in pending.get("methods", []) if m != method and m in METHOD_LABELS]
+        extra: dict[str, Any] = {
+            "other_methods": [(m, str(METHOD_LABELS[m])) for m in others],
+            "offer_remember": methods.remembering_enabled(),
+            "remember_days": app_settings.REMEMBER_BROWSER_DAYS,
+        }
+        if method != methods.PHONE:
+            extra["intro"] = METHOD_INTROS[method]
+        return extra
+
     def verify(self, request: HttpRequest, challenge_id: str, code: str) -> HttpResponse:
         pending, user = self.pending(request)
-        device = login_flows.finish_second_factor(challenge_id, code, user=user)
+        client = client_info(request)
+        device = login_flows.finish_with_method(
+            user, self.method(request), code, challenge_id=challenge_id, client=client
+        )
         session.complete_login(request, user, backend=pending["backend"], device=device)
-        return HttpResponseRedirect(next_url(request))
+        response = HttpResponseRedirect(next_url(request))
+        if request.POST.get("remember") and methods.remembering_enabled():
+            cookie = methods.remember_browser(user, device, client=client)
+            session.set_browser_cookie(response, request, cookie)
+        if methods.method_of(device) == methods.RECOVERY:
+            left = methods.recovery_codes_left(user)
+            notify(
+                request,
+                ngettext(
+                    "You signed in with a recovery code. %(count)d code is left.",
+                    "You signed in with a recovery code. %(count)d codes are left.",
+                    left,
+                )
+                % {"count": left},
+            )
+        return response
+
+    def switch_method(self, request: HttpRequest, method: str) -> HttpResponse:
+        pending, user = self.pending(request)
+        step = login_flows.begin_second_factor(user, method=method, client=client_info(request))
+        if step is None:  # every method was removed meanwhile
+            session.clear_pending_login(request)
+            raise domain.LoginExpired()
+        start_method(request, user, pending["backend"], step)
+        return HttpResponseRedirect(with_next(request.path, request))
 
     def resend(
         self, request: HttpRequest, challenge_id: str, channel: str | None = None
@@ -579,8 +715,16 @@ class PhoneListView(PhonePageMixin, View):
 class PhoneRemoveView(PhonePageMixin, View):
     def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         try:
+            # A confirmed phone is a sign-in method: removing it needs a fresh
+            # second factor. One still being enrolled goes at any time.
+            fresh = False
+            if PhoneDevice.objects.filter(user=request.user, pk=pk, confirmed=True).exists():
+                redirect = step_up_first(request, reverse("sms2fa:phones"))
+                if redirect is not None:
+                    return redirect
+                fresh = True
             device_flows.remove_phone(
-                request.user, pk, verified_session=is_verified(request), client=client_info(request)
+                request.user, pk, verified_session=fresh, client=client_info(request)
             )
         except domain.Sms2faError as exc:
             return render_page(
@@ -614,6 +758,13 @@ class PhoneAddView(PhonePageMixin, View):
 
     def get(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
         replaced = self.replaced(request, pk)
+        try:
+            # Step up before the form, not after the number is typed.
+            redirect = step_up_first(request, request.get_full_path())
+        except domain.SecondFactorRequired:
+            redirect = None  # the POST says why it cannot
+        if redirect is not None:
+            return redirect
         return render_page(
             request, self.template_name, self.context(request, PhoneForm(), replaced)
         )
@@ -624,10 +775,14 @@ class PhoneAddView(PhonePageMixin, View):
         if not form.is_valid():
             return render_page(request, self.template_name, self.context(request, form, replaced))
         try:
+            redirect = step_up_first(request, request.get_full_path())
+            if redirect is not None:
+                return redirect
             device, challenge = device_flows.enrol_phone(
                 request.user,
                 form.cleaned_data["phone"],
-                verified_session=is_verified(request),
+                # The fresh second factor just checked is stricter than "verified".
+                verified_session=True,
                 replaces=pk,
                 client=client_info(request),
             )
@@ -659,6 +814,8 @@ class PhoneConfirmView(PhonePageMixin, CodePageView):
 
     def verify(self, request: HttpRequest, challenge_id: str, code: str) -> HttpResponse:
         state = self._state(request)
+        # The user's first sign-in method (no phone, no app, no recovery code yet)?
+        first_method = not methods.user_methods(request.user)
         device = device_flows.confirm_phone(
             request.user, state["device_id"], challenge_id, code, client=client_info(request)
         )
@@ -667,6 +824,12 @@ class PhoneConfirmView(PhonePageMixin, CodePageView):
         # (as in the REST edge).
         otp_login(request, device)
         notify(request, _("Your phone %(phone)s is confirmed.") % {"phone": device.masked_number})
+        if first_method:
+            # Nothing was proved before: this code is the session's second factor.
+            session.mark_second_factor(request)
+            shown = show_first_recovery_codes(request)
+            if shown is not None:
+                return shown
         return HttpResponseRedirect(reverse("sms2fa:phones"))
 
     def resend(
@@ -678,4 +841,503 @@ class PhoneConfirmView(PhonePageMixin, CodePageView):
             purpose=[Purpose.VERIFY_PHONE, Purpose.CHANGE_PHONE],
             client=client_info(request),
             channel=channel,
+        )
+
+
+# ------------------------------------------------------------------- log out
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class LogoutView(View):
+    """``logout/``: a button (GET) that posts the logout (POST).
+
+    A GET never logs out (a link or an image on another site could). The
+    session ends also when ``SecondFactorMiddleware`` shows its user as
+    anonymous (password given, code not yet). Then to a safe ``next``,
+    ``settings.LOGOUT_REDIRECT_URL``, or this app's login page.
+    """
+
+    template_name = "logout.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        from .logout import has_session_to_end
+
+        signed_in = request.user.is_authenticated or has_session_to_end(request)
+        context = {"signed_in": signed_in, "next": request.GET.get("next", "")}
+        return render_page(request, self.template_name, context)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        from .logout import end_session
+
+        end_session(request)
+        candidate = request.POST.get("next") or request.GET.get("next") or ""
+        if candidate and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return HttpResponseRedirect(candidate)
+        target = getattr(settings, "LOGOUT_REDIRECT_URL", None)
+        return HttpResponseRedirect(resolve_url(target) if target else reverse("sms2fa:login"))
+
+
+# ------------------------------------------------------------ security pages
+
+#: Session keys of the security pages: the authenticator app being added (its
+#: device id) and the phone challenge of a step-up.
+TOTP_KEY = "sms2fa_page_totp"
+STEP_UP_KEY = "sms2fa_page_step_up"
+
+#: The step-up page's links to the user's other methods.
+STEP_UP_LABELS: dict[str, Any] = {
+    methods.PHONE: gettext_lazy("Use my phone instead"),
+    methods.TOTP: gettext_lazy("Use my authenticator app instead"),
+    methods.RECOVERY: gettext_lazy("Use a recovery code instead"),
+}
+
+#: Refused "make new codes": recovery codes stand in for another method.
+NO_METHOD_FOR_CODES = methods.NO_METHOD_FOR_CODES
+
+
+class SecurityPageMixin(LoginRequiredMixin):
+    """The security pages are for a logged-in user (``settings.LOGIN_URL`` otherwise)."""
+
+
+def has_app(user: Any) -> bool:
+    """Whether ``user`` has a confirmed authenticator app."""
+    try:
+        methods.device_for(user, methods.TOTP)
+    except domain.MethodUnavailable:
+        return False
+    return True
+
+
+def can_make_recovery_codes(user: Any) -> bool:
+    """Recovery codes back up a phone or an app: a user needs one of them first."""
+    return methods.can_have_recovery_codes(user)
+
+
+def security_context(request: HttpRequest) -> dict[str, Any]:
+    user = request.user
+    browsers = list(methods.browsers_of(user))
+    return {
+        "phones": PhoneDevice.objects.filter(user=user, confirmed=True).order_by("pk"),
+        "totp_available": methods.totp_available(),
+        "has_app": has_app(user),
+        "recovery_left": methods.recovery_codes_left(user),
+        "can_make_codes": can_make_recovery_codes(user),
+        # Offered while the site remembers browsers, and listed while any of
+        # the user's still count (the setting may have been turned off since).
+        "show_browsers": methods.remembering_enabled() or bool(browsers),
+        "browsers": browsers,
+        "verified": is_verified(request),
+    }
+
+
+def security_page(request: HttpRequest, error: PageError | None = None) -> HttpResponse:
+    return render_page(request, "security.html", security_context(request), error=error)
+
+
+def recovery_codes_page(
+    request: HttpRequest, made: list[str] | None = None, error: PageError | None = None
+) -> HttpResponse:
+    """The recovery codes page: how many are left, or (``made``) the new codes,
+    shown this once: they are in this response only, never in the session."""
+    context = {
+        "codes": made or [],
+        "left": methods.recovery_codes_left(request.user),
+        "can_make_codes": can_make_recovery_codes(request.user),
+        "done_url": reverse("sms2fa:security"),
+    }
+    return render_page(request, "recovery_codes.html", context, error=error)
+
+
+def show_first_recovery_codes(request: HttpRequest) -> HttpResponse | None:
+    """Right after the user's first sign-in method is confirmed: make recovery
+    codes and show them, so that losing that method does not lock the user
+    out. ``None`` when the user still has unused ones."""
+    if methods.recovery_codes_left(request.user):
+        return None
+    made = methods.generate_recovery_codes(request.user, client=client_info(request))
+    return recovery_codes_page(request, made)
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class SecurityView(SecurityPageMixin, View):
+    """``security/``: every sign-in method of the user, and remembered browsers."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return security_page(request)
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class TotpAddView(SecurityPageMixin, View):
+    """``security/app/``: a QR code and its secret (GET), then the app's first
+    code confirms it (POST). Reloading the page keeps the secret being added:
+    the user need not scan again."""
+
+    template_name = "totp_add.html"
+
+    def pending(self, request: HttpRequest) -> Any:
+        """The app this session is adding, or ``None``."""
+        device_id = request.session.get(TOTP_KEY)
+        if device_id is None:
+            return None
+        try:
+            return methods.pending_totp(request.user, device_id)
+        except domain.DeviceNotFound:
+            request.session.pop(TOTP_KEY, None)
+            return None
+
+    def context(self, request: HttpRequest, device: Any, form: CodeForm) -> dict[str, Any]:
+        issuer = methods.issuer_for(request.get_host())
+        return {
+            "form": form,
+            # segno's own SVG of the otpauth:// URI: no user input is markup in it.
+            "qr_svg": mark_safe(methods.totp_qr_svg(device, issuer)),
+            "secret": methods.totp_secret(device),
+            "issuer": issuer,
+        }
+
+    def start(self, request: HttpRequest) -> Any:
+        """The app being added: this session's, or a new one.
+
+        :raises SecondFactorRequired, MethodUnavailable, MethodAlreadyEnrolled:
+        """
+        device = self.pending(request)
+        if device is None:
+            device = methods.start_totp(request.user, client=client_info(request))
+            request.session[TOTP_KEY] = device.pk
+        return device
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        try:
+            redirect = step_up_first(request, reverse("sms2fa:totp_add"))
+            if redirect is not None:
+                return redirect
+            device = self.start(request)
+        except domain.Sms2faError as exc:
+            return security_page(request, error=method_page_error(exc))
+        return render_page(
+            request, self.template_name, self.context(request, device, AppCodeForm())
+        )
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = AppCodeForm(request.POST)
+        try:
+            # Checked again: the window may have closed while the user scanned.
+            # The step-up comes back to this page, with the same secret.
+            redirect = step_up_first(request, reverse("sms2fa:totp_add"))
+            if redirect is not None:
+                return redirect
+            device = self.pending(request)
+            if device is None:
+                raise domain.DeviceNotFound()
+        except domain.Sms2faError as exc:
+            return security_page(request, error=method_page_error(exc))
+        if not form.is_valid():
+            return render_page(request, self.template_name, self.context(request, device, form))
+        try:
+            device = methods.confirm_totp(
+                request.user, device.pk, form.cleaned_data["code"], client=client_info(request)
+            )
+        except (domain.MethodAlreadyEnrolled, domain.DeviceNotFound) as exc:
+            request.session.pop(TOTP_KEY, None)
+            return security_page(request, error=method_page_error(exc))
+        except domain.Sms2faError as exc:
+            error = page_error(exc)
+            show_form_error(form, error)
+            return render_page(
+                request, self.template_name, self.context(request, device, form), error=error
+            )
+        request.session.pop(TOTP_KEY, None)
+        if not is_verified(request) and not is_passwordless(request.session):
+            # A first method: the session has just proved it (as on the
+            # phone's confirm page), or the next request would be anonymous.
+            otp_login(request, device)
+            session.mark_second_factor(request)
+        notify(request, _("Your authenticator app is set up."))
+        shown = show_first_recovery_codes(request)
+        if shown is not None:
+            return shown
+        return HttpResponseRedirect(reverse("sms2fa:security"))
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class TotpRemoveView(SecurityPageMixin, View):
+    """``security/app/remove/`` (POST): remove the authenticator app."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            redirect = step_up_first(request, reverse("sms2fa:security"))
+            if redirect is not None:
+                return redirect
+        except domain.Sms2faError as exc:
+            return security_page(request, error=method_page_error(exc))
+        removed = methods.remove_totp(request.user, actor=request.user, client=client_info(request))
+        request.session.pop(TOTP_KEY, None)
+        if removed:
+            notify(request, _("The authenticator app was removed."))
+        return HttpResponseRedirect(reverse("sms2fa:security"))
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class RecoveryCodesView(SecurityPageMixin, View):
+    """``security/recovery-codes/``: how many codes are left (GET); new codes,
+    shown once, every earlier one void (POST)."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return recovery_codes_page(request)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        if not can_make_recovery_codes(request.user):
+            error = PageError(domain.MethodUnavailable.code, str(NO_METHOD_FOR_CODES), None, 400)
+            return recovery_codes_page(request, error=error)
+        try:
+            redirect = step_up_first(request, reverse("sms2fa:recovery_codes"))
+            if redirect is not None:
+                return redirect
+        except domain.Sms2faError as exc:
+            return recovery_codes_page(request, error=method_page_error(exc))
+        made = methods.generate_recovery_codes(request.user, client=client_info(request))
+        return recovery_codes_page(request, made)
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class BrowserForgetView(SecurityPageMixin, View):
+    """``security/browsers/<id>/forget/`` (POST). It only takes trust away:
+    no step-up."""
+
+    def post(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        try:
+            methods.forget_browser(
+                request.user, pk, actor=request.user, client=client_info(request)
+            )
+        except domain.DeviceNotFound:
+            text = _("This browser is not remembered.")
+            return security_page(
+                request, error=PageError(domain.DeviceNotFound.code, text, None, 404)
+            )
+        notify(request, _("The browser was forgotten: it will be asked for a code again."))
+        return HttpResponseRedirect(reverse("sms2fa:security"))
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class BrowsersForgetAllView(SecurityPageMixin, View):
+    """``security/browsers/forget-all/`` (POST): forget every remembered
+    browser, this one's cookie included."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        forgotten = methods.forget_browsers(
+            request.user, actor=request.user, client=client_info(request)
+        )
+        notify(
+            request,
+            ngettext(
+                "%(count)d browser was forgotten.",
+                "%(count)d browsers were forgotten.",
+                forgotten,
+            )
+            % {"count": forgotten},
+        )
+        response = HttpResponseRedirect(reverse("sms2fa:security"))
+        session.delete_browser_cookie(response)
+        return response
+
+
+def method_page_error(exc: domain.Sms2faError) -> PageError:
+    """:func:`page_error`, worded for the security pages where the generic
+    text speaks of phones."""
+    if isinstance(exc, domain.DeviceNotFound):
+        text = _("No authenticator app is being added. Start again.")
+        return PageError(exc.code, text, None, 404)
+    if isinstance(exc, domain.MethodUnavailable):
+        return PageError(exc.code, str(exc.message), None, 404)
+    if isinstance(exc, domain.MethodAlreadyEnrolled):
+        return PageError(exc.code, str(exc.message), None, 409)
+    return page_error(exc)
+
+
+# ----------------------------------------------------------------- step-up
+
+
+@method_decorator(PAGE_PROTECTIONS, name="dispatch")
+class StepUpView(SecurityPageMixin, View):
+    """``security/confirm/``: prove a second factor again before changing a
+    sign-in method; then back to a safe ``next``.
+
+    The phone gets a code only when the user asks (a button); an app's code or
+    a recovery code is typed at once. A passwordless session cannot step up:
+    its one factor was the phone, and a second factor is no password.
+    """
+
+    template_name = "step_up.html"
+
+    def available(self, request: HttpRequest) -> list[str]:
+        return [m for m in methods.user_methods(request.user) if m in STEP_UP_LABELS]
+
+    def chosen(self, request: HttpRequest, available: list[str]) -> str:
+        """The method the page is about: asked for, or the user's default.
+
+        :raises MethodUnavailable:
+        """
+        method = request.POST.get("method") or request.GET.get("method") or available[0]
+        if method not in available:
+            raise domain.MethodUnavailable(method=str(method)[:20])
+        return str(method)
+
+    def challenge(self, request: HttpRequest) -> Challenge | None:
+        challenge_id = request.session.get(STEP_UP_KEY)
+        if not challenge_id:
+            return None
+        return Challenge.objects.filter(pk=challenge_id, user_id=request.user.pk).first()
+
+    def page_link(self, request: HttpRequest, method: str) -> str:
+        query = {"method": method}
+        nxt = request.GET.get("next") or request.POST.get("next")
+        if nxt:
+            query["next"] = nxt
+        return f"{request.path}?{urlencode(query)}"
+
+    def context(
+        self, request: HttpRequest, available: list[str], method: str, form: CodeForm
+    ) -> dict[str, Any]:
+        challenge = self.challenge(request) if method == methods.PHONE else None
+        phone = None
+        wait = 0
+        if method == methods.PHONE:
+            from .adapter import get_adapter
+
+            phone = get_adapter().get_login_device(request.user)
+        if challenge is not None:
+            ready_at = flows.resend_ready_at(challenge)
+            wait = max(math.ceil((ready_at - timezone.now()).total_seconds()), 0)
+        intro = intro_for(challenge) if challenge is not None else METHOD_INTROS.get(method, "")
+        return {
+            "method": method,
+            "form": form,
+            "challenge": challenge,
+            "phone": phone.masked_number if phone is not None else "",
+            "intro": intro,
+            "resend_wait": wait,
+            "other_methods": [
+                (m, str(STEP_UP_LABELS[m]), self.page_link(request, m))
+                for m in available
+                if m != method
+            ],
+            "next": request.GET.get("next") or request.POST.get("next", ""),
+            "page_url": self.page_link(request, method),
+            "cancel_url": reverse("sms2fa:security"),
+        }
+
+    def refused(self, request: HttpRequest) -> HttpResponse:
+        """A passwordless session: log in with the password and a code instead."""
+        context = {"blocked": True, "security_url": reverse("sms2fa:security")}
+        return render_page(
+            request, self.template_name, context, error=page_error(domain.SecondFactorRequired())
+        )
+
+    def render(
+        self,
+        request: HttpRequest,
+        available: list[str],
+        method: str,
+        form: CodeForm,
+        error: PageError | None = None,
+    ) -> HttpResponse:
+        return render_page(
+            request, self.template_name, self.context(request, available, method, form), error=error
+        )
+
+    def start(self, request: HttpRequest) -> tuple[list[str], str] | HttpResponse:
+        """The user's methods and the one asked for, or the answer that ends
+        the request here (a passwordless session, nothing to prove, a method
+        the user lacks)."""
+        if is_passwordless(request.session):
+            return self.refused(request)
+        available = self.available(request)
+        if not available:  # nothing to prove: nothing asks for it
+            return HttpResponseRedirect(next_url(request, reverse("sms2fa:security")))
+        try:
+            return available, self.chosen(request, available)
+        except domain.Sms2faError as exc:
+            method = available[0]
+            return self.render(
+                request, available, method, code_form_for(method), method_page_error(exc)
+            )
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        started = self.start(request)
+        if isinstance(started, HttpResponse):
+            return started
+        available, method = started
+        return self.render(request, available, method, code_form_for(method))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        started = self.start(request)
+        if isinstance(started, HttpResponse):
+            return started
+        available, method = started
+        if method == methods.PHONE and ("send" in request.POST or "resend" in request.POST):
+            try:
+                notice = self.send(request, resend="resend" in request.POST)
+            except domain.Sms2faError as exc:
+                if page_error(exc).restart:
+                    request.session.pop(STEP_UP_KEY, None)
+                return self.render(
+                    request,
+                    available,
+                    method,
+                    code_form_for(method),
+                    page_error(exc, resend="resend" in request.POST),
+                )
+            if notice:
+                notify(request, notice)
+            return HttpResponseRedirect(self.page_link(request, method))
+        form = code_form_for(method, request.POST)
+        if not form.is_valid():
+            return self.render(request, available, method, form)
+        try:
+            device = self.verify(request, method, form.cleaned_data["code"])
+        except domain.Sms2faError as exc:
+            error = page_error(exc)
+            if error.restart:
+                request.session.pop(STEP_UP_KEY, None)
+                form = code_form_for(method)
+            else:
+                show_form_error(form, error)
+            return self.render(request, available, method, form, error)
+        request.session.pop(STEP_UP_KEY, None)
+        if not is_verified(request):
+            # Verified from now on: a new session key for the new privilege.
+            request.session.cycle_key()
+            otp_login(request, device)
+        session.mark_second_factor(request)
+        return HttpResponseRedirect(next_url(request, reverse("sms2fa:security")))
+
+    def send(self, request: HttpRequest, *, resend: bool) -> str | None:
+        """Send the phone a code (or a new one); returns the page's notice
+        (none for the first code: the page says where it went)."""
+        challenge_id = request.session.get(STEP_UP_KEY)
+        if resend and challenge_id:
+            challenge = flows.resend_challenge(
+                challenge_id, user=request.user, purpose=Purpose.LOGIN, client=client_info(request)
+            )
+            return resent_text(challenge)
+        step = login_flows.begin_second_factor(
+            request.user, method=methods.PHONE, client=client_info(request)
+        )
+        if step is None or step.challenge is None:
+            raise domain.MethodUnavailable(method=methods.PHONE)
+        request.session[STEP_UP_KEY] = str(step.challenge.pk)
+        session.remember_challenge(request, step.challenge)
+        return None
+
+    def verify(self, request: HttpRequest, method: str, code: str) -> Any:
+        """Check the code; returns the device that proved it."""
+        challenge_id = None
+        if method == methods.PHONE:
+            challenge_id = request.session.get(STEP_UP_KEY)
+            if not challenge_id:
+                raise domain.ChallengeNotFound()
+        return login_flows.finish_with_method(
+            request.user, method, code, challenge_id=challenge_id, client=client_info(request)
         )

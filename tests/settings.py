@@ -23,6 +23,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "rest_framework",
     "django_otp",
+    # recovery codes and authenticator apps (TOTP) are these django-otp devices
+    "django_otp.plugins.otp_static",
+    "django_otp.plugins.otp_totp",
     "django_sms2fa",
     # SEND_VIA_TASKS: a database task backend (tests/test_tasks_worker.py runs
     # its db_worker); on Django 5.2 it runs on the django-tasks backport.

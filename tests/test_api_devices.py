@@ -174,7 +174,10 @@ def test_first_enrolment_confirms_and_verifies_the_session(client, user, outbox)
     response = confirm(client, body["device"]["id"], body["challenge"]["id"], outbox[-1].code)
     assert response.status_code == 200
     confirmed = response.json()
-    assert set(confirmed) == DEVICE_FIELDS
+    # The first sign-in method: its recovery codes come with it, shown once.
+    assert set(confirmed) == DEVICE_FIELDS | {"recovery_codes"}
+    assert len(confirmed["recovery_codes"]) == 10
+    assert "no-store" in response["Cache-Control"]
     assert confirmed["confirmed"] is True
     assert confirmed["last_used_at"] is not None
     device = PhoneDevice.objects.get()

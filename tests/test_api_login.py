@@ -189,7 +189,8 @@ def test_a_user_with_a_phone_gets_a_challenge_and_no_login(client, user, device,
     response = login(client)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"mfa_required", "challenge"}
+    assert set(body) == {"mfa_required", "method", "methods", "challenge"}
+    assert body["method"] == "phone" and body["methods"] == ["phone"]
     assert body["mfa_required"] is True
     assert set(body["challenge"]) == CHALLENGE_FIELDS
     assert body["challenge"]["purpose"] == "login"
@@ -214,7 +215,11 @@ def test_the_pending_login_holds_only_what_it_must(client, user, device):
         "device_id",
         "expires_at",
         "auth_hash",  # the pending login dies when the password changes
+        "method",  # which second factor is being asked for ...
+        "methods",  # ... and the others the user may switch to
     }
+    assert pending["method"] == "phone"
+    assert pending["methods"] == ["phone"]
     assert pending["user_id"] == str(user.pk)
     assert pending["device_id"] == device.pk
     assert pending["auth_hash"] == user.get_session_auth_hash()

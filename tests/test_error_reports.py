@@ -20,20 +20,25 @@ from __future__ import annotations
 import html
 import json
 import logging
+import time
 
 import pytest
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from django.core import mail
 from django.test import Client
 from django.utils.log import AdminEmailHandler
 from django.views.debug import ExceptionReporter
 
-from django_sms2fa import codes, login_flows
+from django_sms2fa import codes, login_flows, methods
 from django_sms2fa.exceptions import Sms2faConfigurationError
-from django_sms2fa.models import Challenge, PhoneDevice
+from django_sms2fa.models import Challenge, PhoneDevice, RecoveryCode
 from django_sms2fa.providers.locmem import LocmemProvider
+from django_sms2fa.session_keys import VERIFIED_AT_KEY
 
 from .api_support import API
+from .methods_support import totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -162,7 +167,8 @@ def client() -> Client:
 
 def test_page_login_password(phone, reports, monkeypatch):
     browser = client()
-    fail_in(monkeypatch, "django_sms2fa.login_flows.start_second_factor")
+    # What the login calls once the password is right (it picks the method).
+    fail_in(monkeypatch, "django_sms2fa.login_flows.begin_second_factor")
     response = browser.post("/2fa/login/", {"username": "victim", "password": PASSWORD})
     assert_no_secret(response, reports, PASSWORD)
 
@@ -209,7 +215,7 @@ def post_json(browser: Client, path: str, data: dict):
 
 def test_api_login_password(phone, reports, monkeypatch):
     browser = client()
-    fail_in(monkeypatch, "django_sms2fa.login_flows.start_second_factor")
+    fail_in(monkeypatch, "django_sms2fa.login_flows.begin_second_factor")
     response = post_json(browser, "login/", {"username": "victim", "password": PASSWORD})
     assert_no_secret(response, reports, PASSWORD)
 
@@ -262,6 +268,122 @@ def test_api_device_confirm(victim, reports, monkeypatch, outbox):
         browser, f"devices/{device_id}/confirm/", {"challenge": challenge_id, "code": sms.code}
     )
     assert_no_secret(response, reports, *secrets_of(sms.code, challenge_id))
+
+
+# ------------------------------------------- authenticator apps, recovery codes
+#
+# An app's code is live in django-otp's TOTP.verify (called by the app's
+# check); a recovery code while it is hashed (codes.salted_hmac, as a phone's).
+# The apps here show eight digits: a code that long cannot turn up in a
+# report by chance either.
+
+
+@pytest.fixture
+def app(victim):
+    return TOTPDevice.objects.create(user=victim, name="App", confirmed=True, digits=8)
+
+
+def totp_fails(monkeypatch) -> None:
+    fail_in(monkeypatch, "django_otp.oath.TOTP.verify")
+
+
+def app_secrets(device: TOTPDevice) -> list[str]:
+    """The app's key, in the forms a user or a report could see it."""
+    return [device.key, methods.totp_secret(device)]
+
+
+def verified_client(victim, device) -> Client:
+    """Logged in and verified with ``device``, the step-up window open."""
+    browser = client()
+    browser.force_login(victim)
+    session = browser.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session[VERIFIED_AT_KEY] = time.time()
+    session.save()
+    return browser
+
+
+def recovery_secrets(victim, code: str) -> list[str]:
+    """The code as shown, as typed without its dash, and the stored hashes."""
+    hashes = RecoveryCode.objects.filter(device__user=victim).values_list("code_hash", flat=True)
+    return [code, code.replace("-", ""), *hashes, PASSWORD]
+
+
+def pending_app(victim, pk: int) -> TOTPDevice:
+    """The app being added, made to show eight digits (see above)."""
+    TOTPDevice.objects.filter(pk=pk, user=victim, confirmed=False).update(digits=8)
+    return TOTPDevice.objects.get(pk=pk)
+
+
+def test_api_step_up_with_the_app(phone, app, reports, monkeypatch):
+    browser = verified_client(phone.user, phone)
+    code = totp_code(app)
+    totp_fails(monkeypatch)
+    response = post_json(browser, "step-up/", {"method": "totp", "code": code})
+    assert_no_secret(response, reports, code, *app_secrets(app))
+
+
+def test_api_step_up_with_a_recovery_code(phone, reports, monkeypatch):
+    code = methods.generate_recovery_codes(phone.user)[0]
+    browser = verified_client(phone.user, phone)
+    secrets = recovery_secrets(phone.user, code)
+    hash_fails(monkeypatch)
+    response = post_json(browser, "step-up/", {"method": "recovery", "code": code})
+    assert_no_secret(response, reports, *secrets)
+
+
+def test_api_totp_confirm(phone, reports, monkeypatch):
+    browser = verified_client(phone.user, phone)
+    started = browser.post(API + "totp/")
+    assert started.status_code == 201, started.content
+    device = pending_app(phone.user, started.json()["id"])
+    code = totp_code(device)
+    totp_fails(monkeypatch)
+    response = post_json(browser, "totp/confirm/", {"id": device.pk, "code": code})
+    assert_no_secret(response, reports, code, *app_secrets(device))
+
+
+def test_api_login_verify_with_a_recovery_code(phone, reports, monkeypatch):
+    code = methods.generate_recovery_codes(phone.user)[0]
+    secrets = recovery_secrets(phone.user, code)
+    browser = client()
+    answer = post_json(browser, "login/", {"username": "victim", "password": PASSWORD})
+    assert answer.json()["mfa_required"] is True
+    switched = post_json(browser, "login/method/", {"method": "recovery"})
+    assert switched.status_code == 200, switched.content
+    hash_fails(monkeypatch)
+    response = post_json(browser, "login/verify/", {"code": code})
+    assert_no_secret(response, reports, *secrets)
+
+
+def test_page_step_up_with_the_app(phone, app, reports, monkeypatch):
+    browser = verified_client(phone.user, phone)
+    code = totp_code(app)
+    totp_fails(monkeypatch)
+    response = browser.post("/2fa/security/confirm/", {"method": "totp", "code": code})
+    assert_no_secret(response, reports, code, *app_secrets(app))
+
+
+def test_page_totp_add(phone, reports, monkeypatch):
+    browser = verified_client(phone.user, phone)
+    assert browser.get("/2fa/security/app/").status_code == 200
+    device = pending_app(phone.user, TOTPDevice.objects.get(user=phone.user).pk)
+    code = totp_code(device)
+    totp_fails(monkeypatch)
+    response = browser.post("/2fa/security/app/", {"code": code})
+    assert_no_secret(response, reports, code, *app_secrets(device))
+
+
+def test_page_login_with_a_recovery_code(phone, reports, monkeypatch):
+    code = methods.generate_recovery_codes(phone.user)[0]
+    secrets = recovery_secrets(phone.user, code)
+    browser = client()
+    answer = browser.post("/2fa/login/", {"username": "victim", "password": PASSWORD})
+    assert answer.status_code == 302
+    assert browser.post("/2fa/login/code/", {"method": "recovery"}).status_code == 302
+    hash_fails(monkeypatch)
+    response = browser.post("/2fa/login/code/", {"code": code})
+    assert_no_secret(response, reports, *secrets)
 
 
 # ------------------------------------------------- a send that fails loudly

@@ -63,10 +63,21 @@ from django.contrib.contenttypes.models import ContentType
 from django.urls import URLResolver, get_resolver, resolve
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RegexPattern
-from django_sms2fa.models import PhoneDevice
+from django.utils import timezone
+from django_sms2fa.models import PhoneDevice, RememberedBrowser
 
 user = get_user_model().objects.get(username="demo")
 device = PhoneDevice.objects.get(user=user, confirmed=True)
+# A browser the demo user had remembered: the routes that forget one get its
+# real id (the walk must leave it remembered).
+browser = RememberedBrowser.objects.create(
+    user=user,
+    device_id=device.persistent_id,
+    auth_fingerprint="remembered before the walk",
+    created_at=timezone.now(),
+    expires_at=timezone.now() + timezone.timedelta(days=30),
+)
+BY_CONVERTER = {"uuid": str(browser.pk)}
 BY_NAME = {
     "challenge_id": "CHALLENGE",  # replaced by a real challenge of the session
     "device_id": str(device.pk),
@@ -74,12 +85,14 @@ BY_NAME = {
     "id": str(user.pk),
     "content_type_id": str(ContentType.objects.get_for_model(user).pk),
     "url": "no-such-page/",
+    "browser_id": str(browser.pk),
 }
 
 def fill_route(text):
     return re.sub(
         r"<(?:(\w+):)?(\w+)>",
-        lambda m: BY_NAME.get(m.group(2), "1" if m.group(1) == "int" else "x"),
+        lambda m: BY_CONVERTER.get(m.group(1))
+        or BY_NAME.get(m.group(2), "1" if m.group(1) == "int" else "x"),
         text,
     )
 
@@ -115,6 +128,32 @@ print(json.dumps({
     "routes": routes,
     "device_id": device.pk,
     "device_persistent_id": device.persistent_id,
+    "browser_id": str(browser.pk),
+}))
+"""
+
+# The demo user's sign-in methods, as the site's database holds them.
+METHODS_SCRIPT = r"""
+import json
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_sms2fa.models import PhoneDevice, RecoveryCode, RememberedBrowser
+
+user = get_user_model().objects.get(username="demo")
+phones = PhoneDevice.objects.filter(user=user)
+print(json.dumps({
+    "phones": sorted(phones.values_list("pk", "number", "confirmed")),
+    "apps": sorted(TOTPDevice.objects.filter(user=user).values_list("pk", "confirmed")),
+    "recovery": sorted(
+        RecoveryCode.objects.filter(device__user=user).values_list("code_hash", flat=True)
+    ),
+    "remembered": sorted(
+        str(pk) for pk in RememberedBrowser.objects.filter(
+            user=user, revoked_at=None
+        ).values_list("pk", flat=True)
+    ),
 }))
 """
 
@@ -148,12 +187,19 @@ class Site:
     routes: list[dict[str, Any]]
     device_id: int
     device_persistent_id: str
+    browser_id: str
+    env: dict[str, str]
+    cwd: Path
 
     def url(self, path: str) -> str:
         return self.base + path
 
     def output_size(self) -> int:
         return self.stdout.stat().st_size
+
+    def demo_methods(self) -> dict[str, Any]:
+        """The demo user's phones, apps, recovery codes and remembered browsers."""
+        return json.loads(_run([sys.executable, "-c", METHODS_SCRIPT], self.env, self.cwd))
 
     def code_since(self, offset: int, *, wait: float = 10.0, quiet: float = 0.5) -> str:
         """The newest code the console provider printed after ``offset``.
@@ -266,6 +312,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             routes=listing["routes"],
             device_id=listing["device_id"],
             device_persistent_id=listing["device_persistent_id"],
+            browser_id=listing["browser_id"],
+            env=env,
+            cwd=tmp,
         )
     finally:
         for child in (process, worker):
@@ -364,6 +413,26 @@ def test_every_url_pattern_has_a_concrete_url(site):
         "/api/2fa/challenges/CHALLENGE/verify/",
         "/api/2fa/devices/",
         "/protected/",
+        # The sign-in methods: each a way a session could be changed or upgraded.
+        "/2fa/security/",
+        "/2fa/security/confirm/",
+        "/2fa/security/app/",
+        "/2fa/security/app/remove/",
+        "/2fa/security/recovery-codes/",
+        f"/2fa/security/browsers/{site.browser_id}/forget/",
+        "/2fa/security/browsers/forget-all/",
+        "/2fa/logout/",
+        "/api/2fa/login/method/",
+        "/api/2fa/logout/",
+        "/api/2fa/methods/",
+        "/api/2fa/totp/",
+        "/api/2fa/totp/confirm/",
+        "/api/2fa/recovery-codes/",
+        "/api/2fa/browsers/",
+        f"/api/2fa/browsers/{site.browser_id}/",
+        "/api/2fa/browsers/forget-all/",
+        "/api/2fa/step-up/challenge/",
+        "/api/2fa/step-up/",
     } <= urls
     assert len(urls) == len(site.routes)  # one concrete URL per pattern
 
@@ -419,6 +488,11 @@ def _clients(site: Site, start: str) -> Iterator[requests.Session]:
 
 @pytest.mark.parametrize("start", ["fresh", "after a password-only LoginView login"])
 def test_no_url_logs_in_with_a_password_alone(site, start):
+    """... nor changes a sign-in method: no app or recovery code enrolled, no
+    phone removed, no remembered browser forgotten (every route is sent a
+    GET, form, JSON and Basic POST, the DELETEs of the API included)."""
+    methods_before = site.demo_methods()
+    assert methods_before["remembered"] == [site.browser_id]  # what a forget would hit
     problems: list[str] = []
     tried = 0
     clients = _clients(site, start)
@@ -446,8 +520,21 @@ def test_no_url_logs_in_with_a_password_alone(site, start):
             if answer.status_code >= 500:
                 problems.append(f"{shape} {url}: {answer.status_code}")
             problems.extend(f"{shape} {url}: {p}" for p in anonymity_problems(site, client))
+        if url.startswith("/api/"):
+            # The API's removals are DELETEs (devices/<id>/, totp/, browsers/<id>/).
+            answer = client.delete(
+                site.url(url),
+                headers={"X-CSRFToken": csrf(client)},
+                auth=(USERNAME, PASSWORD),
+                allow_redirects=False,
+                timeout=TIMEOUT,
+            )
+            if answer.status_code >= 500:
+                problems.append(f"DELETE with Basic {url}: {answer.status_code}")
+            problems.extend(f"DELETE {url}: {p}" for p in anonymity_problems(site, client))
     assert tried == len(site.routes) * 5
     assert problems == [], "\n".join(problems)
+    assert site.demo_methods() == methods_before
 
 
 # -------------------------------------------------------- the named login paths
@@ -533,7 +620,7 @@ def test_api_login_asks_for_a_code_and_does_not_log_in(site):
     offset = site.output_size()
     body = api_password_login(site, client)
     assert body["mfa_required"] is True
-    assert set(body) == {"mfa_required", "challenge"}  # no user: not logged in
+    assert set(body) == {"mfa_required", "method", "methods", "challenge"}  # no user: not logged in
     assert body["challenge"]["purpose"] == "login"
     assert_anonymous(site, client)
 

@@ -76,6 +76,10 @@ SEND_REFUSED = {"rate_limited", "verification_locked", "destination_suspended"}
 # flows.verify_challenge: attempts used up, or the account's lockout.
 CHECK_REFUSED = {"too_many_attempts", "verification_locked"}
 
+# A logged-in user's call, and one that changes a sign-in method (step-up).
+AUTHENTICATED = {"not_authenticated", "permission_denied"}
+STEP_UP = {"second_factor_required", "step_up_required"}
+
 # What each operation can answer, read from the views and the flows they call
 # (kept here, apart from the views' decorators, so that either can catch the
 # other out). Statuses map to codes that must all be documented under them.
@@ -112,6 +116,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
     },
     ("post", "login/"): {
         **BODY_ERRORS,
+        # method_unavailable: the user's default method was removed meanwhile.
         400: {"invalid", "parse_error", "invalid_credentials", "number_not_allowed"},
         403: {"permission_denied"},
         429: SEND_REFUSED,
@@ -119,7 +124,8 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
     },
     ("post", "login/verify/"): {
         **BODY_ERRORS,
-        400: {"invalid", "parse_error", "invalid_code", "incorrect_code"},
+        # method_unavailable: the pending method's device was removed meanwhile.
+        400: {"invalid", "parse_error", "invalid_code", "incorrect_code", "method_unavailable"},
         403: {"permission_denied"},
         404: {"challenge_not_found"},
         409: {"challenge_queued"},
@@ -131,7 +137,7 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
     ("post", "devices/"): {
         **BODY_ERRORS,
         400: {"invalid", "parse_error", "invalid_phone", "number_not_allowed"},
-        403: {"not_authenticated", "permission_denied", "second_factor_required"},
+        403: AUTHENTICATED | STEP_UP,
         404: {"device_not_found"},
         409: {"phone_already_enrolled"},
         429: SEND_REFUSED,
@@ -148,8 +154,59 @@ CAN_ANSWER: dict[tuple[str, str], dict[int, set[str]]] = {
         503: {"delivery_failed", "service_unavailable"},
     },
     ("delete", "devices/{device_id}/"): {
-        403: {"not_authenticated", "permission_denied", "second_factor_required"},
+        403: AUTHENTICATED | STEP_UP,
         404: {"device_not_found"},
+    },
+    # Between password and code: another of the user's methods.
+    ("post", "login/method/"): {
+        **BODY_ERRORS,
+        400: {"invalid", "parse_error", "method_unavailable", "number_not_allowed"},
+        403: {"permission_denied"},
+        410: {"login_expired"},
+        429: SEND_REFUSED,
+        503: {"delivery_failed", "service_unavailable"},
+    },
+    ("post", "logout/"): {403: {"permission_denied"}},
+    ("get", "methods/"): {403: {"not_authenticated"}},
+    ("post", "totp/"): {
+        400: {"method_unavailable"},
+        403: AUTHENTICATED | STEP_UP,
+        409: {"method_already_enrolled"},
+    },
+    ("delete", "totp/"): {403: AUTHENTICATED | STEP_UP},
+    ("post", "totp/confirm/"): {
+        **BODY_ERRORS,
+        400: {"invalid", "parse_error", "invalid_code", "incorrect_code"},
+        403: AUTHENTICATED,
+        404: {"device_not_found"},
+        409: {"method_already_enrolled"},
+        429: {"verification_locked"},
+        503: {"service_unavailable"},
+    },
+    ("get", "recovery-codes/"): {403: {"not_authenticated"}},
+    ("post", "recovery-codes/"): {
+        400: {"method_unavailable"},
+        403: AUTHENTICATED | STEP_UP,
+    },
+    ("get", "browsers/"): {403: {"not_authenticated"}},
+    ("delete", "browsers/{browser_id}/"): {403: AUTHENTICATED, 404: {"device_not_found"}},
+    ("post", "browsers/forget-all/"): {403: AUTHENTICATED},
+    ("post", "step-up/challenge/"): {
+        **BODY_ERRORS,
+        400: {"invalid", "parse_error", "number_not_allowed", "method_unavailable"},
+        403: AUTHENTICATED | {"second_factor_required"},
+        429: SEND_REFUSED,
+        503: {"delivery_failed", "service_unavailable"},
+    },
+    ("post", "step-up/"): {
+        **BODY_ERRORS,
+        400: {"invalid", "parse_error", "invalid_code", "incorrect_code", "method_unavailable"},
+        403: AUTHENTICATED | {"second_factor_required"},
+        404: {"challenge_not_found"},
+        409: {"challenge_queued"},
+        410: CLOSED,
+        429: CHECK_REFUSED,
+        503: {"delivery_failed", "service_unavailable"},
     },
 }
 
@@ -235,7 +292,7 @@ def test_the_schema_validates_against_the_openapi_specification(schema):
 
 def test_every_route_of_the_api_is_documented_with_its_methods(schema):
     routes = api_routes()
-    assert len(routes) == 9
+    assert len(routes) == 20
     documented = {
         path[len(API) :]: {m for m in methods if m in HTTP_METHODS}
         for path, methods in schema["paths"].items()
@@ -342,7 +399,13 @@ def test_request_bodies_are_json_only_and_as_validated(schema):
         # optional: {"channel": "call"} switches the channel ("call me instead")
         ("post", "challenges/{challenge_id}/resend/"): ("Resend", set()),
         ("post", "login/"): ("Login", {"username", "password"}),
-        ("post", "login/verify/"): ("LoginVerify", {"challenge", "code"}),
+        # challenge: only where the pending method is the phone
+        ("post", "login/verify/"): ("LoginVerify", {"code"}),
+        ("post", "login/method/"): ("LoginMethod", {"method"}),
+        ("post", "totp/confirm/"): ("TotpConfirm", {"code"}),
+        ("post", "step-up/"): ("StepUp", {"method", "code"}),
+        # optional: {"channel": "call"}
+        ("post", "step-up/challenge/"): ("StepUpChallenge", set()),
         ("post", "devices/"): ("DeviceEnrol", {"phone"}),
         ("post", "devices/{device_id}/confirm/"): ("DeviceConfirm", {"challenge", "code"}),
     }

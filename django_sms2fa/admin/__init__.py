@@ -9,9 +9,9 @@ even to superusers: no column, field, inline or export reads ``code_hash``.
 Phone numbers are masked on every page (lists, change pages, inlines, CSV,
 statistics); only ``django_sms2fa.view_full_phone`` shows them, on one
 object's page at a time, and each showing is an audit record too. Phone
-devices can be unlocked, have their failures reset, or be removed; each of
-these is recorded as a device event with who and from where
-(``device_flows``).
+devices can be unlocked, have their failures reset, be removed, or be added
+for a user (``admin/enrol.py``); each of these is recorded as a device event
+with who and from where (``device_flows``).
 
 Every changelist here stays fast on millions of rows: see ``admin/base.py``.
 """
@@ -49,6 +49,7 @@ from .base import (
     user_ids,
 )
 from .export import stream_csv
+from .methods import MethodEventAdmin, RecoveryCodeDeviceAdmin, RememberedBrowserAdmin
 
 DATE_FILTER = ("created_at", admin.DateFieldListFilter)
 
@@ -484,8 +485,9 @@ class DeviceEventAdmin(AuditAdmin):
 
 @admin.register(PhoneDevice)
 class PhoneDeviceAdmin(AuditAdmin):
-    """Phones bound to accounts. Read-only, except for three recorded actions:
-    unlock, reset failures (``change`` permission) and remove (``delete``)."""
+    """Phones bound to accounts. Read-only, except for four recorded actions:
+    unlock, reset failures (``change`` permission), remove (``delete``) and
+    add for a user (``add`` permission, on the page of ``admin/enrol.py``)."""
 
     list_display = (
         "masked_number",
@@ -527,6 +529,28 @@ class PhoneDeviceAdmin(AuditAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Removing a phone is an ordinary, recorded admin action (a lost phone).
         return admin.ModelAdmin.has_delete_permission(self, request, obj)
+
+    def has_add_for_user_permission(self, request: HttpRequest) -> bool:
+        # Adding a phone for a user is a recorded action too (a user who cannot
+        # enrol by themselves), on its own page (admin/enrol.py): Django's add
+        # form, which would write any row, stays closed to everyone.
+        return request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}")
+
+    def add_for_user_view(self, request: HttpRequest) -> HttpResponse:
+        from .enrol import add_phone_view
+
+        return add_phone_view(self, request)
+
+    def get_urls(self) -> list[Any]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "add-for-user/",
+                self.admin_site.admin_view(self.add_for_user_view),
+                name="{}_{}_add_for_user".format(*info),
+            ),
+            *super().get_urls(),
+        ]
 
     def has_manage_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
@@ -667,6 +691,9 @@ __all__ = [
     "ChallengeAdmin",
     "DeviceEventAdmin",
     "MessageAdmin",
+    "MethodEventAdmin",
     "PhoneDeviceAdmin",
+    "RecoveryCodeDeviceAdmin",
     "RefusalAdmin",
+    "RememberedBrowserAdmin",
 ]

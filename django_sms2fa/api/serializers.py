@@ -9,7 +9,7 @@ from rest_framework import serializers
 from django.utils.translation import gettext_lazy as _
 
 from ..flows import channels_for, resend_ready_at, uncertain_delivery_told
-from ..models import Challenge, ChallengeStatus, PhoneDevice, Purpose
+from ..models import Challenge, ChallengeStatus, Method, PhoneDevice, Purpose
 from ..types import CHANNELS, SMS
 
 # Bounded, so a huge body is refused by validation, not parsed further.
@@ -73,9 +73,32 @@ class LoginSerializer(serializers.Serializer):
     password = StrictText(min_length=1, max_length=4096, trim_whitespace=False)
 
 
+#: The second factors a login can ask for (``methods.user_methods``).
+METHOD_CHOICES = [Method.PHONE.value, Method.TOTP.value, Method.RECOVERY.value]
+
+
 class LoginVerifySerializer(serializers.Serializer):
-    challenge = StrictUUID()
+    """``challenge`` is the phone's (required when the pending method is the
+    phone); ``remember`` asks for this browser to be remembered
+    (``REMEMBER_BROWSER_DAYS``; ignored while that is off)."""
+
+    challenge = StrictUUID(required=False)
     code = StrictText(**_CODE)
+    remember = serializers.BooleanField(required=False, default=False)
+
+
+class LoginMethodSerializer(serializers.Serializer):
+    """Switch the pending login to another of the user's methods."""
+
+    method = serializers.ChoiceField(
+        choices=METHOD_CHOICES,
+        error_messages={"invalid_choice": _("Choose phone, totp or recovery.")},
+    )
+    channel = serializers.ChoiceField(
+        choices=list(CHANNELS),
+        default=SMS,
+        error_messages={"invalid_choice": _("Choose sms, call or whatsapp.")},
+    )
 
 
 class DeviceEnrolSerializer(serializers.Serializer):
@@ -86,6 +109,36 @@ class DeviceEnrolSerializer(serializers.Serializer):
 class DeviceConfirmSerializer(serializers.Serializer):
     challenge = StrictUUID()
     code = StrictText(**_CODE)
+
+
+class TotpConfirmSerializer(serializers.Serializer):
+    """The authenticator app's first code; ``id`` picks the app being added
+    (the one ``POST totp/`` answered; by default the newest)."""
+
+    id = serializers.IntegerField(required=False, min_value=1)
+    code = StrictText(**_CODE)
+
+
+class StepUpChallengeSerializer(serializers.Serializer):
+    """Send a code to the user's phone, to step up with it."""
+
+    channel = serializers.ChoiceField(
+        choices=list(CHANNELS),
+        default=SMS,
+        error_messages={"invalid_choice": _("Choose sms, call or whatsapp.")},
+    )
+
+
+class StepUpSerializer(serializers.Serializer):
+    """Prove a second factor again: ``challenge`` is the one ``step-up/challenge/``
+    answered (method ``phone`` only)."""
+
+    method = serializers.ChoiceField(
+        choices=METHOD_CHOICES,
+        error_messages={"invalid_choice": _("Choose phone, totp or recovery.")},
+    )
+    code = StrictText(**_CODE)
+    challenge = StrictUUID(required=False)
 
 
 class OpenStatus(serializers.ChoiceField):
@@ -144,6 +197,16 @@ class DeviceSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "phone", "confirmed", "created_at", "last_used_at"]
 
 
+class DeviceConfirmedSerializer(DeviceSerializer):
+    """A confirmed phone; with ``recovery_codes`` (shown once) when it is the
+    user's first sign-in method and they had none."""
+
+    recovery_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+    class Meta(DeviceSerializer.Meta):
+        fields = [*DeviceSerializer.Meta.fields, "recovery_codes"]
+
+
 # Answer shapes, for the OpenAPI schema.
 
 
@@ -154,9 +217,18 @@ class UserSerializer(serializers.Serializer):
 
 class LoginAnswerSerializer(serializers.Serializer):
     mfa_required = serializers.BooleanField()
-    challenge = ChallengeSerializer(required=False)
+    # With mfa_required: the method asked for, and the user's others.
+    method = serializers.ChoiceField(choices=METHOD_CHOICES, required=False)
+    # "phone", "totp" or "recovery" (plain strings: one enum, ``method``'s, in the schema).
+    methods = serializers.ListField(child=serializers.CharField(), required=False)
+    # The phone's challenge (method "phone"); null for the other methods.
+    challenge = ChallengeSerializer(required=False, allow_null=True)
+    # Logged in without a second factor now: this browser is remembered.
+    remembered = serializers.BooleanField(required=False)
     user = UserSerializer(required=False)
     enrollment_required = serializers.BooleanField(required=False)
+    # Logged in with a recovery code: how many unused ones remain.
+    recovery_codes_left = serializers.IntegerField(required=False, min_value=0)
 
 
 class VerifiedSerializer(serializers.Serializer):
@@ -169,6 +241,76 @@ class VerifiedSerializer(serializers.Serializer):
 class EnrolmentSerializer(serializers.Serializer):
     device = DeviceSerializer()
     challenge = ChallengeSerializer()
+
+
+class TotpSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    # False while it is being added (``totp/confirm/`` has not seen its first code).
+    confirmed = serializers.BooleanField()
+    created_at = serializers.DateTimeField(allow_null=True)
+
+
+class RecoveryCodesLeftSerializer(serializers.Serializer):
+    left = serializers.IntegerField(min_value=0)
+
+
+class BrowserSerializer(serializers.Serializer):
+    """A remembered browser: never its cookie or client IP."""
+
+    id = serializers.UUIDField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField()
+    user_agent = serializers.CharField()
+
+
+class MethodsSerializer(serializers.Serializer):
+    # "phone", "totp" or "recovery", the default first (plain strings, as in login answers).
+    methods = serializers.ListField(child=serializers.CharField())
+    phones = DeviceSerializer(many=True)
+    # Objects or null, typed in ``_document_method_fields`` (a nullable nested
+    # serializer would be an ``allOf`` that JSON Schema validators read as never null).
+    totp = serializers.SerializerMethodField()
+    recovery_codes = serializers.SerializerMethodField()
+    browsers = BrowserSerializer(many=True)
+    remember_enabled = serializers.BooleanField()
+    # Until when the session may change sign-in methods without stepping up.
+    step_up_until = serializers.DateTimeField(allow_null=True)
+
+    def get_totp(self, answer: dict[str, Any]) -> Any:
+        return answer["totp"]
+
+    def get_recovery_codes(self, answer: dict[str, Any]) -> Any:
+        return answer["recovery_codes"]
+
+
+class TotpStartedSerializer(serializers.Serializer):
+    """Shown once: the secret, as text, as an ``otpauth://`` URI and as a QR code."""
+
+    id = serializers.IntegerField()
+    secret = serializers.CharField()
+    otpauth_url = serializers.CharField()
+    qr_svg = serializers.CharField()
+
+
+class TotpConfirmedSerializer(serializers.Serializer):
+    confirmed = serializers.BooleanField()
+    # Made now, shown once: only when the user had no unused recovery code.
+    recovery_codes = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class RecoveryCodesSerializer(serializers.Serializer):
+    """Shown once; every earlier code stops working."""
+
+    codes = serializers.ListField(child=serializers.CharField())
+
+
+class ForgottenSerializer(serializers.Serializer):
+    forgotten = serializers.IntegerField(min_value=0)
+
+
+class SteppedUpSerializer(serializers.Serializer):
+    step_up_until = serializers.DateTimeField()
 
 
 # ---------------------------------------------------------------------------
@@ -192,6 +334,10 @@ ERROR_CODE_TEXT: dict[str, str] = {
     "incorrect_code": "wrong code; `attempts_left` attempts remain",
     "invalid_credentials": "wrong username or password",
     "second_factor_required": "the session must first prove a second factor",
+    "step_up_required": "the session proved its second factor too long ago "
+    "(`STEP_UP_WINDOW`): prove one again with `step-up/`",
+    "method_unavailable": "not a sign-in method the user has (or the site offers)",
+    "method_already_enrolled": "the user already has a confirmed authenticator app",
     "challenge_not_found": "no such challenge, or not this client's, or not for this endpoint",
     "passwordless_disabled": "passwordless login is off on this site (`PASSWORDLESS_LOGIN`)",
     "device_not_found": "no such phone for this user",
@@ -288,7 +434,9 @@ def error_responses(errors: dict[int, list[str]]) -> dict[int, Any]:
     return responses
 
 
-def schema_parameters(*, challenge_id: bool = False, device_id: bool = False) -> list[Any]:
+def schema_parameters(
+    *, challenge_id: bool = False, device_id: bool = False, browser_id: bool = False
+) -> list[Any]:
     """Path parameters in their real formats, and the 429 ``Retry-After`` header."""
     try:
         from drf_spectacular.types import OpenApiTypes
@@ -325,6 +473,16 @@ def schema_parameters(*, challenge_id: bool = False, device_id: bool = False) ->
                 description="The phone's `id` (from `GET devices/`).",
             )
         )
+    if browser_id:
+        parameters.append(
+            OpenApiParameter(
+                "browser_id",
+                OpenApiTypes.UUID,
+                OpenApiParameter.PATH,
+                required=True,
+                description="The remembered browser's `id` (from `GET browsers/`).",
+            )
+        )
     return parameters
 
 
@@ -358,6 +516,28 @@ def _document_method_fields() -> None:
         }
     )(ChallengeSerializer.get_channels)
     extend_schema_field(OpenApiTypes.BOOL)(ChallengeSerializer.get_delivery_uncertain)
+    extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "description": "The authenticator app (null: none, not even one being added).",
+            "properties": {
+                "id": {"type": "integer"},
+                "confirmed": {"type": "boolean"},
+                "created_at": {"type": "string", "format": "date-time", "nullable": True},
+            },
+            "required": ["id", "confirmed", "created_at"],
+        }
+    )(MethodsSerializer.get_totp)
+    extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "description": "Unused recovery codes (null: the user never made any).",
+            "properties": {"left": {"type": "integer", "minimum": 0}},
+            "required": ["left"],
+        }
+    )(MethodsSerializer.get_recovery_codes)
 
 
 _document_method_fields()

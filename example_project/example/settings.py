@@ -51,6 +51,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_otp",
+    # recovery codes and authenticator apps (TOTP) are these django-otp devices
+    "django_otp.plugins.otp_static",
+    "django_otp.plugins.otp_totp",
     "django_sms2fa",
     # The task queue every SMS goes through (SMS2FA["SEND_VIA_TASKS"] below):
     # django-tasks-db keeps it in this site's database, and its worker

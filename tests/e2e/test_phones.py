@@ -33,6 +33,10 @@ def test_enrol_and_confirm_a_phone(page, make_user, screenshot):
     screenshot(page, "phone_confirm")
     submit_code(page, latest_code(), button="Confirm")
 
+    # The first sign-in method: its recovery codes are shown, once.
+    expect(page.locator("#sms2fa-recovery-codes li.sms2fa-recovery-code")).to_have_count(10)
+    page.locator("#sms2fa-recovery-saved").click()
+    page.goto("/2fa/phones/")
     expect(page).to_have_url(re.compile(r"/2fa/phones/$"))
     device = PhoneDevice.objects.get(user=user)
     assert device.confirmed and device.number == "+46701234503"
