@@ -4,8 +4,8 @@ A passwordless request for a number with an account sends an SMS; one for a numb
 without an account creates a decoy and sends nothing. If the SMS leaves inside the
 request, the provider's latency is in the answer for known numbers only, and an
 attacker with a stopwatch enumerates accounts. The documented passwordless setup
-(``SEND_VIA_TASKS`` with a task backend that a worker process runs, README
-"Passwordless login") answers before anything is sent.
+(``SEND_VIA_TASKS`` with a task backend that a worker process runs,
+docs/howto/passwordless.md) answers before anything is sent.
 
 The provider here is GoSMS pointed at an HTTP server on loopback that sleeps
 150 ms before each answer (``tests/http_support.LoopbackServer``). Through the

@@ -1,4 +1,4 @@
-"""A profile of one request and one verify (issue 13), under cProfile.
+"""A profile of one request and one verify, under cProfile.
 
 N request -> verify cycles through the flows, on the configured database and
 cache (``BENCH_DB``, as for the other step benchmarks: SQLite with the
@@ -153,8 +153,7 @@ def render(result: dict[str, Any], name: str) -> str:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = [
-        f"Profile of one {name} (issue 13): flows, login code for a user with a confirmed "
-        "phone, right code,",
+        f"Profile of one {name}: flows, login code for a user with a confirmed phone, right code,",
         "every security default on (country/global ceilings widened), locmem provider.",
         f"Taken {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
         "bench/profile_cycle.py on "

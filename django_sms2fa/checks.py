@@ -42,6 +42,8 @@ W020       ``PhoneCodeBackend`` is in ``AUTHENTICATION_BACKENDS`` but
            ``PASSWORDLESS_LOGIN`` is off (the backend logs nobody in)
 E011       ``RETENTION_DAYS``, ``WEBOTP_DOMAIN``, ``WEBHOOK_SECRETS``,
            ``SEND_VIA_TASKS`` or ``TASK_BACKEND`` is invalid
+E012       ``RECOVERY_CODE_COUNT``, ``TOTP_ISSUER``, ``REMEMBER_BROWSER_DAYS`` or
+           ``STEP_UP_WINDOW`` is invalid
 E040       limit counters in a cache whose ``add``/``incr`` are not atomic
            (database, file-based, dummy): limits would not hold at all
 W041       ``PASSWORDLESS_LOGIN`` on, with ``DEBUG = False``, while the SMS is sent
@@ -110,7 +112,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         errors.append(
             checks.Warning(
                 f"SMS2FA[{key!r}] is not a setting of django-sms2fa and is ignored.",
-                hint="See the list of settings in django-sms2fa's README.",
+                hint="See the settings reference: "
+                "https://django-sms2fa.readthedocs.io/en/latest/reference/settings.html",
                 id="sms2fa.W003",
             )
         )
@@ -473,8 +476,8 @@ def _check_passwordless_timing() -> list[checks.CheckMessage]:
         return []
     hint = (
         "Set SMS2FA['SEND_VIA_TASKS'] = True with a task backend that runs in a worker "
-        "process (e.g. django-tasks-db's DatabaseBackend and its db_worker); see the "
-        "README, 'Passwordless login'."
+        "process (e.g. django-tasks-db's DatabaseBackend and its db_worker); see "
+        "https://django-sms2fa.readthedocs.io/en/latest/howto/passwordless.html"
     )
     if not _read(lambda: app_settings.SEND_VIA_TASKS, []):
         return [

@@ -6,7 +6,7 @@ it is read: an unsafe value raises :class:`Sms2faConfigurationError` instead of
 quietly weakening the app. ``checks.py`` reads the same properties at start-up,
 so the same problem is also reported by ``manage.py check`` under the same id.
 
-Defaults sit beside their setting; README.md lists them all.
+Defaults sit beside their setting; docs/reference/settings.md lists them all.
 """
 
 from __future__ import annotations
@@ -97,6 +97,47 @@ DEFAULT_NUMBER_TYPES = ("MOBILE", "FIXED_LINE_OR_MOBILE")
 
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django_sms2fa.providers.console.ConsoleProvider"}
+}
+
+#: For the settings reference (docs/reference/settings.md, generated): each
+#: setting's type, its default (a Python expression over this module's names,
+#: checked against the property by tests/test_docs_reference.py) and the id of
+#: the system check that reports a bad value. The text is the property's
+#: docstring.
+SETTINGS_DOC: dict[str, tuple[str, str, str]] = {
+    "PROVIDERS": ("dict[str, dict]", "DEFAULT_PROVIDERS", "sms2fa.E002"),
+    "ROUTES": ("dict[str, str]", "{}", "sms2fa.E002"),
+    "FALLBACKS": ("list[str]", "[]", "sms2fa.E002"),
+    "DEFAULT_REGION": ("str | None", "None", "sms2fa.E006"),
+    "CODE_LENGTH": ("int", "6", "sms2fa.E003"),
+    "CODE_LIFETIME": ("int | timedelta", "300", "sms2fa.E004"),
+    "MAX_ATTEMPTS": ("int", "5", "sms2fa.E005"),
+    "SMS_TEMPLATE": ("str", "'django_sms2fa/sms/code.txt'", "sms2fa.E001"),
+    "CACHE": ("str", "'default'", "sms2fa.E007"),
+    "ADAPTER": ("str", "'django_sms2fa.adapter.DefaultSms2faAdapter'", "sms2fa.E008"),
+    "RESEND_INTERVAL": ("int", "30", "sms2fa.E009"),
+    "PHONE_TOKEN_MAX_AGE": ("int", "900", "sms2fa.E009"),
+    "REQUIRE_SECOND_FACTOR": ("bool", "False", "sms2fa.E009"),
+    "PASSWORDLESS_UNKNOWN_NUMBER": ("str", "'silent'", "sms2fa.E009"),
+    "PASSWORDLESS_LOGIN": ("bool", "False", "sms2fa.E009"),
+    "LIMITS": ("dict[str, list[str]]", "DEFAULT_LIMITS", "sms2fa.E010"),
+    "LOCKOUT_THRESHOLD": ("int", "10", "sms2fa.E010"),
+    "LOCKOUT_MEMORY": ("int", "30 * 86400", "sms2fa.E010"),
+    "PASSWORD_LOCKOUT": ("dict[str, int]", "DEFAULT_PASSWORD_LOCKOUT", "sms2fa.E010"),
+    "PUMPING": ("dict[str, float]", "DEFAULT_PUMPING", "sms2fa.E010"),
+    "ALLOWED_REGIONS": ("list[str] | None", "None", "sms2fa.E010"),
+    "ALLOWED_NUMBER_TYPES": ("list[str]", "DEFAULT_NUMBER_TYPES", "sms2fa.E010"),
+    "TEST_NUMBERS": ("dict[str, str]", "{}", "sms2fa.E010"),
+    "TRUSTED_PROXY_COUNT": ("int", "0", "sms2fa.E010"),
+    "RETENTION_DAYS": ("int", "90", "sms2fa.E011"),
+    "WEBOTP_DOMAIN": ("str | None", "None", "sms2fa.E011"),
+    "WEBHOOK_SECRETS": ("dict[str, str]", "{}", "sms2fa.E011"),
+    "SEND_VIA_TASKS": ("bool", "False", "sms2fa.E011"),
+    "TASK_BACKEND": ("str", "'default'", "sms2fa.E011"),
+    "RECOVERY_CODE_COUNT": ("int", "10", "sms2fa.E012"),
+    "TOTP_ISSUER": ("str | None", "None", "sms2fa.E012"),
+    "REMEMBER_BROWSER_DAYS": ("int", "0", "sms2fa.E012"),
+    "STEP_UP_WINDOW": ("int", "300", "sms2fa.E012"),
 }
 
 
@@ -470,7 +511,7 @@ class Sms2faSettings:
             return None
         import phonenumbers
 
-        if isinstance(value, str) or not all(
+        if not isinstance(value, (list, tuple, set, frozenset)) or not all(
             isinstance(r, str) and r.upper() in phonenumbers.SUPPORTED_REGIONS for r in value
         ):
             raise Sms2faConfigurationError(

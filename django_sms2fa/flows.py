@@ -249,8 +249,9 @@ def resend_challenge(
     challenge are at least ``RESEND_INTERVAL`` seconds apart.
 
     :raises ChallengeNotFound: unknown id, or not ``user``'s, or not ``purpose``.
-    :raises ChallengeAlreadyUsed, TooManyAttempts, ChallengeCancelled,
-        ChallengeExpired, ChallengeUndeliverable: the challenge is closed.
+    :raises ChallengeExpired: the challenge is closed (likewise
+        :exc:`ChallengeAlreadyUsed`, :exc:`TooManyAttempts`,
+        :exc:`ChallengeCancelled`, :exc:`ChallengeUndeliverable`).
     :raises ChallengeQueued: its code is still waiting for a task worker.
     :raises RateLimited: the last send was less than ``RESEND_INTERVAL`` ago.
     :raises DeliveryFailed: as for :func:`request_challenge`.
@@ -462,8 +463,10 @@ def verify_challenge(
     :raises TooManyAttempts: the attempts are used up.
     :raises VerificationLocked: too many wrong codes for this account or number
         (no attempt is used).
-    :raises ChallengeNotFound, ChallengeExpired, ChallengeAlreadyUsed,
-        ChallengeCancelled, ChallengeUndeliverable: see their docs.
+    :raises ChallengeNotFound: unknown id, or not ``user``'s, or not ``purpose``.
+    :raises ChallengeExpired: the challenge is closed (likewise
+        :exc:`ChallengeAlreadyUsed`, :exc:`ChallengeCancelled`,
+        :exc:`ChallengeUndeliverable`).
     :raises ChallengeQueued: the code is still waiting for a task worker (no
         attempt is used).
     :raises ProviderError: the provider that checks this code did not answer.

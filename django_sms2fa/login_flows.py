@@ -96,8 +96,10 @@ def finish_with_method(
     that proved it (for ``django_otp.login``). Every method counts against
     the same wrong-code lockout of the account.
 
-    :raises MethodUnavailable, InvalidCode, IncorrectCode, VerificationLocked,
-        and for the phone every error of ``flows.verify_challenge``.
+    :raises MethodUnavailable: the user has no such method.
+    :raises IncorrectCode: a wrong code (likewise :exc:`InvalidCode`,
+        :exc:`VerificationLocked`); for the phone, every error of
+        :func:`~django_sms2fa.flows.verify_challenge`.
     """
     if method == methods.PHONE:
         return finish_second_factor(challenge_id, code, user=user)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# The closed list of normalized message statuses (README.md, "Delivery tracking").
+# The closed list of normalized message statuses (docs/howto/webhooks.md).
 QUEUED = "queued"
 SENT = "sent"
 DELIVERED = "delivered"

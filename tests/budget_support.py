@@ -1,4 +1,4 @@
-"""The request -> verify cycles whose cost the budget tests count (issue 13).
+"""The request -> verify cycles whose cost the budget tests count (docs/performance.md).
 
 Each cycle makes one challenge and verifies it with the right code, in two
 measured steps: ``"<cycle> request"`` and ``"<cycle> verify"``. ``measure(step)``

@@ -635,3 +635,15 @@ def test_codes_of_the_wrong_shape_are_invalid_code_and_not_counted(verified, use
         assert_error(step_up(verified, "recovery", "0000"), 400, "invalid_code")
     clock.shift(30)
     assert step_up(verified, "totp", totp_code(secret)).status_code == 200
+
+
+@pytest.mark.parametrize("value", [0, 1, "true", "yes", None])
+def test_remember_takes_only_a_json_boolean(client, value):
+    answer = client.post(
+        "/api/2fa/login/verify/",
+        {"code": "123456", "remember": value},
+        content_type="application/json",
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid"
+    assert "remember" in answer.json()["error"]["fields"]

@@ -1,5 +1,5 @@
 """Attacks on the signed delivery webhooks, on channels and "resend at once
-after an uncertain send", and on the new providers' secrets (issue 14).
+after an uncertain send", and on the new providers' secrets.
 
 Everything goes through the real Django test client and views. Each test
 would fail if the defence it attacks were missing. Five holes these attacks
@@ -66,7 +66,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 urlpatterns = [
     path("api/2fa/", include("django_sms2fa.api.urls")),
     path("2fa/", include("django_sms2fa.urls")),
-    path("webhooks/sms2fa/", include("django_sms2fa.webhooks.urls")),
+    path("webhooks/sms2fa/", include("django_sms2fa.delivery.urls")),
 ]
 
 API = "/api/2fa/"

@@ -232,3 +232,14 @@ def test_an_unhashable_alias_is_a_configuration_error(settings, name, value, che
     with pytest.raises(Sms2faConfigurationError) as excinfo:
         getattr(app_settings, name)
     assert excinfo.value.check_id == check_id
+
+
+@pytest.mark.parametrize("value", [5, "SE", {"SE": 1}, 3.5])
+def test_allowed_regions_that_is_not_a_list_is_e010(settings, value):
+    settings.SMS2FA = {"ALLOWED_REGIONS": value}
+    from django_sms2fa.conf import app_settings
+    from django_sms2fa.exceptions import Sms2faConfigurationError
+
+    with pytest.raises(Sms2faConfigurationError) as caught:
+        _ = app_settings.ALLOWED_REGIONS
+    assert caught.value.check_id == "sms2fa.E010"

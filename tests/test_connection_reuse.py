@@ -1,4 +1,4 @@
-"""Many sends through one provider reuse one TCP connection (issue 8).
+"""Many sends through one provider reuse one TCP connection (bench/README.md).
 
 A real HTTP server on loopback counts the TCP connections it accepts; GoSMS is
 pointed at it with its ``base_url`` option. Providers are built once per alias

@@ -64,6 +64,7 @@ from django.urls import URLResolver, get_resolver, resolve
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RegexPattern
 from django.utils import timezone
+from django_sms2fa.api.urls import DEPRECATED_NAMES
 from django_sms2fa.models import PhoneDevice, RememberedBrowser
 
 user = get_user_model().objects.get(username="demo")
@@ -112,6 +113,10 @@ def walk(patterns, prefix=""):
         part = fill(str(pattern))
         if isinstance(p, URLResolver):
             yield from walk(p.url_patterns, prefix + part)
+        elif p.name in DEPRECATED_NAMES and p.lookup_str.startswith("django_sms2fa.api."):
+            # An old API name kept for one release: the route and view of the
+            # pattern just before it, walked there (test_url_names checks it).
+            continue
         else:
             yield prefix + part, p
 

@@ -1,4 +1,4 @@
-"""The limits in one Redis round trip (issue 13): the Lua scripts of
+"""The limits in one Redis round trip (docs/performance.md): the Lua scripts of
 ``django_sms2fa/ratelimit_redis.py`` and the generic cache calls they stand in for.
 
 On the PostgreSQL pass the limits cache is Redis, so every flow runs the

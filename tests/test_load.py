@@ -1,4 +1,4 @@
-"""Load test (issue 8): the example site under gunicorn, several workers, on
+"""Load test (docs/performance.md): the example site under gunicorn, several workers, on
 PostgreSQL and Redis, driven by concurrent clients over loopback.
 
 Small and bounded for CI: 3 workers, 8 clients, 200 request-and-verify cycles,

@@ -50,7 +50,7 @@ def test_letters_are_refused(raw):
 
 
 def test_the_reported_number_is_refused_and_never_becomes_its_keypad_digits():
-    """The issue's example: +46 70 ABC 45 67 was sent to +46702224567."""
+    """The reported case (docs/security.md): +46 70 ABC 45 67 went to +46702224567."""
     with pytest.raises(InvalidPhone):
         normalize_phone("+46 70 ABC 45 67")
     with pytest.raises(InvalidPhone):

@@ -551,7 +551,7 @@ def test_the_check_can_fail():
 def test_a_viewer_cannot_finish_a_passwordless_login_from_the_audit(
     loopback, sms2fa_settings, client, django_user_model
 ):
-    """The issue's story, end to end, with a real random code: GoSMS answers a
+    """The reported case (docs/security.md), end to end, with a real random code: GoSMS answers a
     passwordless send with a 500 quoting the request; the challenge stays open
     (the SMS may have gone). A staff member who may only view messages reads
     the error text on the admin page and tries every code-like number in it."""

@@ -1,10 +1,10 @@
-"""The Redis budget of each step (issue 13): commands sent to a real Redis.
+"""The Redis budget of each step: commands sent to a real Redis.
 
-Issue 13's goal is one Redis round trip per request and one per verify, for
+The goal (docs/performance.md) is one Redis round trip per request and one per verify, for
 every limit, lockout, cooldown and breaker together. This test holds today's
 counts (``TODAY``) so that a change that adds a command or a round trip fails;
 when a change removes some, lower ``TODAY`` to the new count. ``GOAL`` is the
-issue's target, printed beside each count.
+target, printed beside each count.
 
 How it counts: redis-py's connection is wrapped for the test. A *command* is
 one command packed for the wire (``GET``, ``INCR``, ``EVALSHA``…; a pipeline of

@@ -1,4 +1,4 @@
-"""The limits cache down: a clear 503, one log line, and nobody let in (issue 12).
+"""The limits cache down: a clear 503, one log line, and nobody let in (docs/security.md).
 
 Every limit and the failure lockout live in the cache (Redis in production).
 When it cannot be reached, requesting, verifying and logging in all answer

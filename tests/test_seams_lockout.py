@@ -1,4 +1,4 @@
-"""The failure lockout as an attacker would aim it (issue 12).
+"""The failure lockout as an attacker would aim it (docs/security.md).
 
 * Wrong codes typed without a password never lock the owner's
   password-then-code login. Failures count on one of two subjects

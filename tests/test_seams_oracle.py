@@ -1,4 +1,4 @@
-"""No account oracle in the lockout or in a provider's refusal (issue 12).
+"""No account oracle in the lockout or in a provider's refusal (docs/security.md).
 
 Compared over the API, whole (status, body, headers, cookies) with
 ``test_enumeration.comparable``:

@@ -5,7 +5,7 @@ with an account answered in ~160 ms (its SMS was sent inside the request) and on
 for a number without an account in ~7 ms (a decoy, nothing sent). A stopwatch told
 who has an account, whatever the answers said.
 
-The documented passwordless setup (README "Passwordless login", and the example
+The documented passwordless setup (docs/howto/passwordless.md, and the example
 site's settings, read here) sends through a task queue that a worker process runs:
 the request only queues, for known and unknown numbers alike. Proved here:
 

@@ -41,7 +41,7 @@ from django_sms2fa.types import DELIVERED, FAILED, QUEUED, SENT, OutgoingSms
 
 from .http_support import free_port
 
-urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.webhooks.urls"))]
+urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.delivery.urls"))]
 
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"

@@ -1,4 +1,4 @@
-"""The SQL budget of each step (issue 8): request <= 4 statements, verify <= 3.
+"""The SQL budget of each step (bench/README.md): request <= 4 statements, verify <= 3.
 
 Counted through the flows (the library's own cost) and through the REST API,
 leaving out session and auth bookkeeping: statements whose main table is
@@ -7,7 +7,7 @@ and the savepoints Django puts around creating a session. Every statement of
 the budget is explained in bench/README.md. On failure the test prints the
 statements it counted.
 
-Commits (issue 13: at most 2 per request + verify cycle on the success path)
+Commits (docs/performance.md: at most 2 per request + verify cycle on the success path)
 are counted by ``CommitCounter`` at the end of this file, on a real
 autocommit connection (``django_db(transaction=True)``: inside the test
 wrapper's transaction nothing would ever commit). A *commit* is one
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.django_db
 
 REQUEST_BUDGET = 4
 VERIFY_BUDGET = 3
-# Resend has no budget in the issue; it is held to request's.
+# Resend has no budget of its own; it is held to request's.
 RESEND_BUDGET = REQUEST_BUDGET
 
 PHONE = "+46701234567"
@@ -220,7 +220,7 @@ def test_request_verify_and_resend_through_the_api(client, outbox):
     assert_within(request, "API request", REQUEST_BUDGET)
     assert_within(resend, "API resend", RESEND_BUDGET)
     assert_within(verify, "API verify", VERIFY_BUDGET)
-    # One read of the challenge (issue 13): the view checks who owns it on the
+    # One read of the challenge (docs/performance.md): the view checks who owns it on the
     # row the flow reads, so verify is the flow's own two statements and
     # resend its three.
     assert [q.split()[0] for q in verify.budgeted] == ["SELECT", "UPDATE"], verify.report(
@@ -265,7 +265,7 @@ COMMITS_TODAY: dict[str, tuple[int, int]] = {
     "passwordless request": (1, 1),
     "passwordless verify": (1, 1),
 }
-#: Issue 13's goal: at most 2 of the app's commits per request + verify cycle.
+#: The goal (docs/performance.md): at most 2 of the app's commits per request + verify cycle.
 COMMITS_GOAL_PER_CYCLE = 2
 WRITES = ("INSERT", "UPDATE", "DELETE")
 

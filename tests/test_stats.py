@@ -1,4 +1,4 @@
-"""Statistics: the figures (stats.py), the admin page (admin_stats.py) and
+"""Statistics: the figures (stats.py), the admin page (admin/stats.py) and
 ``manage.py sms2fa_stats``.
 
 This module is also the URLconf of the admin page tests (``urlpatterns`` at
@@ -26,7 +26,8 @@ from django.test import RequestFactory
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone, translation
 
-from django_sms2fa import admin_stats, flows, stats
+from django_sms2fa import flows, stats
+from django_sms2fa.admin import stats as stats_page
 from django_sms2fa.models import Challenge, ChallengeStatus, Message, Purpose
 
 pytestmark = pytest.mark.django_db
@@ -183,7 +184,7 @@ def test_an_empty_range_is_all_zeros():
     assert stats.totals(result) == stats.Totals(sms=0, sent=0, verified=0, failures=0)
     assert result.prefixes == result.failures == result.rate_by_country == []
     assert [r.sent for r in result.rate_by_day] == [0, 0, 0]
-    assert [figure.chart for figure in admin_stats.figures(result)] == [None] * 5
+    assert [figure.chart for figure in stats_page.figures(result)] == [None] * 5
 
 
 @pytest.mark.parametrize(
@@ -212,7 +213,7 @@ class StatsChallengeAdmin(admin.ModelAdmin):
     """Serves the page as ChallengeAdmin does (admin_view, then stats_view)."""
 
     def get_urls(self):
-        view = self.admin_site.admin_view(lambda request: admin_stats.stats_view(request, self))
+        view = self.admin_site.admin_view(lambda request: stats_page.stats_view(request, self))
         return [path("stats/", view, name="django_sms2fa_challenge_stats"), *super().get_urls()]
 
 
@@ -277,7 +278,7 @@ def test_view_refuses_staff_without_permission_when_called_directly(django_user_
     request = RequestFactory().get("/stats/")
     request.user = staff(django_user_model)
     with pytest.raises(PermissionDenied):
-        admin_stats.stats_view(request, admin.ModelAdmin(Challenge, site))
+        stats_page.stats_view(request, admin.ModelAdmin(Challenge, site))
 
 
 @STATS_URLS

@@ -21,6 +21,7 @@ import responses
 from django.core.management import call_command
 from django.urls import include, path
 
+from django_sms2fa.delivery import webhooks
 from django_sms2fa.exceptions import (
     ProviderRejected,
     ProviderUnavailable,
@@ -32,12 +33,11 @@ from django_sms2fa.providers.twilio import TwilioProvider, _signature, _url_vari
 from django_sms2fa.testing import Answer as KitAnswer
 from django_sms2fa.testing import ProviderConformanceTests
 from django_sms2fa.types import DELIVERED, FAILED, QUEUED, SENT, UNKNOWN, Capabilities, OutgoingSms
-from django_sms2fa.webhooks import views
 
 from .http_support import free_port
 
 # The webhook view mounted as the example site does (tests/urls.py has no webhooks).
-urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.webhooks.urls"))]
+urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.delivery.urls"))]
 
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 TOKEN = "twilio-auth-token-SECRET-0123456789"
@@ -678,7 +678,7 @@ def test_a_tampered_body_is_403(client, twilio_site, changes):
 @pytest.mark.django_db
 def test_an_oversized_body_is_413(client, twilio_site, changes):
     row = sent_message()
-    params = callback("delivered", Padding="x" * (views.MAX_BODY_BYTES + 1))
+    params = callback("delivered", Padding="x" * (webhooks.MAX_BODY_BYTES + 1))
     answer = post_callback(client, params, twilio_sign(TOKEN, LOCAL_URL, params))
     assert answer.status_code == 413
     assert state(row)[0] == SENT

@@ -47,7 +47,7 @@ from django_sms2fa.types import DELIVERED, FAILED, SENT, UNKNOWN, Capabilities, 
 from .http_support import Answer, Recorded, free_port
 
 # The webhook tests below go through the real view, mounted as the example site does.
-urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.webhooks.urls"))]
+urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.delivery.urls"))]
 pytestmark = pytest.mark.urls(__name__)
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -23,14 +23,14 @@ from django.utils import timezone
 from django.views.debug import ExceptionReporter
 
 from django_sms2fa import delivery, signals
+from django_sms2fa.delivery import webhooks
 from django_sms2fa.models import Message
 from django_sms2fa.providers.gosms import GoSMSProvider
 from django_sms2fa.providers.ip1 import IP1Provider, status_of_code
 from django_sms2fa.types import DELIVERED, FAILED, QUEUED, SENT, UNKNOWN
-from django_sms2fa.webhooks import views
 
 # pytest.mark.urls points here: the webhooks mounted as the example site does.
-urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.webhooks.urls"))]
+urlpatterns = [path("webhooks/sms2fa/", include("django_sms2fa.delivery.urls"))]
 pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
 
 IP1_SECRET = "ip1-webhook-secret-9f8e7d6c5b4a"
@@ -254,7 +254,7 @@ def test_secret_given_twice_is_refused(client):
 
 def test_the_secret_is_compared_in_constant_time(client):
     message("ip1", IP1_ID, SENT)
-    with mock.patch.object(views.hmac, "compare_digest", wraps=hmac.compare_digest) as spy:
+    with mock.patch.object(webhooks.hmac, "compare_digest", wraps=hmac.compare_digest) as spy:
         assert post(client, url("ip1", IP1_SECRET), ip1_report()).status_code == 200
         assert post(client, url("ip1", "x" * 20), ip1_report()).status_code == 403
     assert spy.call_count == 2
@@ -295,7 +295,7 @@ def test_error_reports_do_not_show_the_secret(changes):
     )
     try:
         with pytest.raises(RuntimeError) as err:
-            views.delivery_report(request, alias="ip1")
+            webhooks.delivery_report(request, alias="ip1")
     finally:
         signals.message_status_changed.disconnect(broken)
     assert changes == [(Message.objects.get().pk, SENT, DELIVERED)]  # the others still ran
@@ -391,8 +391,8 @@ def test_body_over_64_kib_is_413(client, changes):
     assert answer.json()["error"]["code"] == "request_too_large"
     # Just under the limit is read.
     fits = ip1_report(reference="")
-    fits["reference"] = "x" * (views.MAX_BODY_BYTES - len(json.dumps(fits)))
-    assert len(json.dumps(fits)) == views.MAX_BODY_BYTES
+    fits["reference"] = "x" * (webhooks.MAX_BODY_BYTES - len(json.dumps(fits)))
+    assert len(json.dumps(fits)) == webhooks.MAX_BODY_BYTES
     assert post(client, url("ip1", IP1_SECRET), fits).status_code == 200
     row.refresh_from_db()
     assert changes == [(row.pk, SENT, DELIVERED)]
@@ -405,7 +405,7 @@ def test_body_too_large_without_content_length_is_413():
     )
     del request.META["CONTENT_LENGTH"]
     request._stream = io.BytesIO(b"{" + b" " * (70 * 1024) + b"}")
-    assert views.delivery_report(request, alias="ip1").status_code == 413
+    assert webhooks.delivery_report(request, alias="ip1").status_code == 413
 
 
 def test_a_bad_secret_is_403_before_the_size_is_looked_at(client):

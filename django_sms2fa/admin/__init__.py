@@ -97,6 +97,9 @@ class MessageInline(ReadOnlyInline):
 
 @admin.register(Challenge)
 class ChallengeAdmin(AuditAdmin):
+    # The change list adds the Statistics and Export CSV links.
+    change_list_template = "django_sms2fa/admin/challenge/change_list.html"
+    stats_template = "django_sms2fa/admin/stats.html"
     list_display = (
         "created_at",
         "masked_phone",
@@ -224,9 +227,9 @@ class ChallengeAdmin(AuditAdmin):
     def stats_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        from .. import admin_stats  # imported late: an optional page of its own
+        from . import stats  # imported late: an optional page of its own
 
-        return admin_stats.stats_view(request, self)
+        return stats.stats_view(request, self)
 
     def export_view(self, request: HttpRequest) -> HttpResponse:
         """The changelist's rows — same filters, search and order — as CSV."""
@@ -488,6 +491,10 @@ class PhoneDeviceAdmin(AuditAdmin):
     """Phones bound to accounts. Read-only, except for four recorded actions:
     unlock, reset failures (``change`` permission), remove (``delete``) and
     add for a user (``add`` permission, on the page of ``admin/enrol.py``)."""
+
+    # The change list adds the "Add a phone for a user" link.
+    change_list_template = "django_sms2fa/admin/phonedevice/change_list.html"
+    add_for_user_template = "django_sms2fa/admin/phonedevice/add_for_user.html"
 
     list_display = (
         "masked_number",

@@ -293,6 +293,12 @@ class AuditAdmin(PhoneMasking, admin.ModelAdmin):
     would delete (older than ``RETENTION_DAYS``); each deletion is recorded."""
 
     paginator = AuditPaginator
+    # Every template of the app lives under django_sms2fa/ and is named here,
+    # not found by Django's admin/<app_label>/ look-up: the change list draws
+    # the paginator from pagination_template ({% sms2fa_pagination %}), which
+    # says when the count is an estimate or only "more than".
+    change_list_template = "django_sms2fa/admin/change_list.html"
+    pagination_template = "django_sms2fa/admin/pagination.html"
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts scan the table
     list_per_page = 100

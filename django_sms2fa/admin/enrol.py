@@ -60,6 +60,9 @@ class AddPhoneForUserForm(forms.Form):
         return user
 
 
+#: The page's template; ``PhoneDeviceAdmin.add_for_user_template`` names it.
+ADD_FOR_USER_TEMPLATE = "django_sms2fa/admin/phonedevice/add_for_user.html"
+
 #: Domain errors the form shows on its phone field.
 PHONE_ERRORS = (
     domain.InvalidPhone,
@@ -119,4 +122,5 @@ def add_phone_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         "has_view_permission": model_admin.has_view_permission(request),
     }
     request.current_app = model_admin.admin_site.name
-    return TemplateResponse(request, "admin/django_sms2fa/phonedevice/add_for_user.html", context)
+    template = getattr(model_admin, "add_for_user_template", None) or ADD_FOR_USER_TEMPLATE
+    return TemplateResponse(request, template, context)

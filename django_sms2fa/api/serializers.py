@@ -40,6 +40,16 @@ class StrictText(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBool(serializers.BooleanField):
+    """A BooleanField that takes only JSON ``true`` and ``false`` (DRF's takes
+    ``0``, ``"yes"``, ``"on"``…: not what the schema says)."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input="")
+        return data
+
+
 class ChallengeRequestSerializer(serializers.Serializer):
     phone = StrictText(**_PHONE)
     purpose = serializers.ChoiceField(
@@ -84,7 +94,7 @@ class LoginVerifySerializer(serializers.Serializer):
 
     challenge = StrictUUID(required=False)
     code = StrictText(**_CODE)
-    remember = serializers.BooleanField(required=False, default=False)
+    remember = StrictBool(required=False, default=False)
 
 
 class LoginMethodSerializer(serializers.Serializer):
@@ -356,6 +366,8 @@ ERROR_CODE_TEXT: dict[str, str] = {
     "while (too few codes sent there are ever used)",
     "number_not_allowed": "a valid number that this site does not send codes to (its "
     "country or kind of number)",
+    "channel_unavailable": "the number's route offers no provider for this channel "
+    "(`call`, `whatsapp`); `channels` lists the ones it offers",
     "delivery_failed": "the SMS provider could not be reached or refused the SMS",
     "service_unavailable": "the cache that holds the limits is down: nothing was sent or checked",
 }

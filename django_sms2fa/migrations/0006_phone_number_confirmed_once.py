@@ -12,7 +12,7 @@ def unbind_duplicate_numbers(apps, schema_editor):
     confirmation (the latest proof of holding it, as at run time); the older
     devices are removed, each with a "removed" DeviceEvent, and their open
     challenges are cancelled. No notice can be sent from a migration: the
-    events are the record (README, "Upgrading to 0006").
+    events are the record (docs/usage/login-paths.md, "Upgrading to migration 0006").
     """
     PhoneDevice = apps.get_model("django_sms2fa", "PhoneDevice")
     DeviceEvent = apps.get_model("django_sms2fa", "DeviceEvent")

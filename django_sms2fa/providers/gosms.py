@@ -72,8 +72,8 @@ STATUS_MAP: dict[int, str] = {
 
 # Error codes that mean the token cannot do what we ask: the API instance is
 # inactive (1002) or deleted (1003), or lacks the "send" (1005) or "read"
-# (1007) permission. The spec's client rule: "On 401, or on 1002/1003/1005,
-# raise a configuration error and do not retry".
+# (1007) permission. On 401, or on any of these, the token is at fault: a
+# permanent refusal, never retried (docs/providers/gosms.md, "Errors").
 AUTH_CODES = frozenset({"1002", "1003", "1005", "1007"})
 # "Maximum number of SMS on your tariff plan" (1006): GoSMS sends nothing more
 # until the monthly limit resets or the plan changes, but another provider

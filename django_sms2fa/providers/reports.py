@@ -5,6 +5,10 @@ provider may change its format; a leaked secret lets anyone post). These
 helpers decode it defensively and raise
 :class:`~django_sms2fa.providers.base.InvalidDeliveryReport` with a stable code
 for anything that is not a report, never echoing the body.
+
+This module is not in ``delivery/`` with the rest of delivery tracking on
+purpose: providers must not import anything that imports models, and
+``django_sms2fa.delivery`` does (it records reports on ``Message`` rows).
 """
 
 from __future__ import annotations

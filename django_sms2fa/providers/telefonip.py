@@ -26,8 +26,8 @@ The API (quirks the code depends on):
   ``/authcalls/`` except the action name (the token, the phone and
   ``?code=``), and ``"code": …`` fields of echoed bodies.
 * Success: HTTP 200 ``{"success": true, "error": "", "data": {"phone":
-  "79244501003", "code": "1003", "id": 168}}``. Like the production client
-  quoted in the spec, we accept a send only with HTTP 2xx, ``success is
+  "79244501003", "code": "1003", "id": 168}}``. As docs/providers/telefonip.md
+  says, we accept a send only with HTTP 2xx, ``success is
   True``, ``data.status`` not ``False``, a message id, and ``data.code`` equal
   to the code we sent (or, when the provider made it, 4 ASCII digits).
 * Errors: the same envelope with ``"success": false, "error": "<text>",

@@ -1,16 +1,21 @@
-"""Delivery webhook URLs; include them under any prefix::
+"""Deprecated alias of :mod:`django_sms2fa.delivery.urls`, kept for one release.
 
-    path("webhooks/sms2fa/", include("django_sms2fa.webhooks.urls"))
+Include the new module instead; the URLs, ``app_name`` and URL names are the
+same, so only the ``include()`` line changes::
 
-One URL per provider alias: ``<prefix><alias>/?secret=<WEBHOOK_SECRETS[alias]>``.
+    path("webhooks/sms2fa/", include("django_sms2fa.delivery.urls"))
 """
 
-from django.urls import path
+import warnings
 
-from . import views
+from ..delivery.urls import app_name, urlpatterns
 
-app_name = "sms2fa_webhooks"
+__all__ = ["app_name", "urlpatterns"]
 
-urlpatterns = [
-    path("<str:alias>/", views.delivery_report, name="delivery_report"),
-]
+# Module level: Python imports a module once, so this warns once per process,
+# at the include() that still names the old path.
+warnings.warn(
+    "django_sms2fa.webhooks.urls is deprecated; include django_sms2fa.delivery.urls",
+    DeprecationWarning,
+    stacklevel=2,
+)

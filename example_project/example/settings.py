@@ -155,6 +155,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SMS2FA = {
     "PROVIDERS": {"default": {"BACKEND": "example.sms.ConsoleOutboxProvider"}},
     "DEFAULT_REGION": "SE",
+    # Codes go only to the countries the site's users are in (sms2fa.W005):
+    # the demo user's phone and every number the demo pages suggest are Swedish.
+    # A real site lists its own; SMS pumping targets the countries it never serves.
+    "ALLOWED_REGIONS": ["SE"],
     # Passwordless login (the phone's code alone) is opt-in; it also needs
     # PhoneCodeBackend in AUTHENTICATION_BACKENDS below.
     "PASSWORDLESS_LOGIN": True,

@@ -35,7 +35,7 @@ urlpatterns = [
     path("protected/", views.protected, name="protected"),
     path("api/2fa/", include("django_sms2fa.api.urls")),
     # Delivery reports from providers (SMS2FA["WEBHOOK_SECRETS"] turns them on per alias).
-    path("webhooks/sms2fa/", include("django_sms2fa.webhooks.urls")),
+    path("webhooks/sms2fa/", include("django_sms2fa.delivery.urls")),
 ]
 
 if "drf_spectacular" in settings.INSTALLED_APPS:

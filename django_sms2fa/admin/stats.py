@@ -1,4 +1,4 @@
-"""The admin's statistics page: the figures of :mod:`stats` as charts and tables.
+"""The admin's statistics page: the figures of :mod:`django_sms2fa.stats` as charts and tables.
 
 Charts are inline SVG drawn on the server: no JavaScript, no CDN, nothing
 fetched from anywhere, so the page works offline and under a strict Content
@@ -32,8 +32,8 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import stats
-from .phones import mask_phone
+from .. import stats
+from ..phones import mask_phone
 
 # Okabe–Ito colours: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#F0E442")
@@ -445,6 +445,10 @@ def figures(result: stats.Report) -> list[Figure]:
     ]
 
 
+#: The page's template; a ModelAdmin may name another in ``stats_template``.
+STATS_TEMPLATE = "django_sms2fa/admin/stats.html"
+
+
 def stats_view(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     """The statistics page (GET ``from``/``to``, default the last 30 days).
 
@@ -473,4 +477,5 @@ def stats_view(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         result = stats.report(form.cleaned_data["range"])
         context.update(range=result.range, totals=stats.totals(result), figures=figures(result))
         context["totals_rate"] = _percent(context["totals"].rate)
-    return TemplateResponse(request, "admin/django_sms2fa/stats.html", context)
+    template = getattr(model_admin, "stats_template", None) or STATS_TEMPLATE
+    return TemplateResponse(request, template, context)

@@ -1,9 +1,16 @@
 """Delivery tracking: what providers tell us about a message after they took it.
 
+The package holds all of it: this module (the rules), ``webhooks.py`` (the
+HTTP edge providers call) and ``urls.py`` (include it under any prefix). How
+to *read* a provider's webhook body is the provider's own business
+(``providers/reports.py`` and each provider's parser): providers know nothing
+of models, so they cannot live here.
+
 Two ways in, one rule:
 
-* webhooks (``webhooks/``): a provider pushes reports; :func:`receive_webhook`
-  reads them through the provider's parser and records each one;
+* webhooks (``delivery/webhooks.py``): a provider pushes reports;
+  :func:`receive_webhook` reads them through the provider's parser and records
+  each one;
 * ``manage.py sms2fa_refresh_status``: :func:`refresh_pending` asks providers
   with a status API about the messages still waiting for a final status.
 
@@ -31,13 +38,13 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
-from . import signals
-from .conf import app_settings
-from .exceptions import ProviderError, ProviderUnavailable, Sms2faConfigurationError
-from .models import Message
-from .providers import get_provider
-from .providers.base import BaseProvider, InvalidDeliveryReport
-from .types import FINAL_STATUSES, MESSAGE_STATUSES, QUEUED, SENT, UNKNOWN, DeliveryReport
+from .. import signals
+from ..conf import app_settings
+from ..exceptions import ProviderError, ProviderUnavailable, Sms2faConfigurationError
+from ..models import Message
+from ..providers import get_provider
+from ..providers.base import BaseProvider, InvalidDeliveryReport
+from ..types import FINAL_STATUSES, MESSAGE_STATUSES, QUEUED, SENT, UNKNOWN, DeliveryReport
 
 __all__ = [
     "PENDING_STATUSES",
