@@ -51,13 +51,13 @@ from .exceptions import (
     InvalidCode,
     MethodAlreadyEnrolled,
     MethodUnavailable,
-    VerificationLocked,
 )
 from .models import (
     Method,
     MethodAction,
     MethodEvent,
     PhoneDevice,
+    Purpose,
     RecoveryCode,
     RecoveryCodeDevice,
     RememberedBrowser,
@@ -682,11 +682,11 @@ def _judged(
     :raises VerificationLocked: the lock runs (nothing was checked).
     :raises IncorrectCode: ``check`` said no.
     """
-    subject = f"user:{user.pk}"  # the login codes' subject (flows._lock_subject)
-    try:
-        guess = ratelimit.reserve_guess(subject)
-    except VerificationLocked:
-        raise
+    from . import flows
+
+    # The account's count, the one a login code after the password adds to.
+    subject = flows._lock_subject("", user.pk, purpose=Purpose.LOGIN)
+    guess = ratelimit.reserve_guess(subject)  # VerificationLocked: nothing was checked
     try:
         right = check()
     except BaseException:
