@@ -26,8 +26,9 @@ W006       ``TEST_NUMBERS`` is set: fixed codes log their owners in
 W007       ``WEBHOOK_SECRETS`` names an alias that is not a provider, a
            provider that sends no delivery reports, or one that signs its
            webhooks (Twilio, Vonage, SNS: the secret is never read)
-E010       ``LIMITS``, ``LOCKOUT_*``, ``PASSWORD_LOCKOUT``, ``PUMPING``,
-           ``ALLOWED_*``, ``TEST_NUMBERS`` or ``TRUSTED_PROXY_COUNT`` is invalid
+E010       ``LIMITS``, ``LIMITS_WAIT_*``, ``LOCKOUT_*``, ``PASSWORD_LOCKOUT``,
+           ``PUMPING``, ``ALLOWED_*``, ``TEST_NUMBERS`` or
+           ``TRUSTED_PROXY_COUNT`` is invalid
            (durations are bounded: rate periods to 366 days, ``SUSPEND_FOR``
            to 30 days, ``WINDOW`` to 7 days, ``LOCKOUT_MEMORY`` to 366 days)
 E020       ``SecondFactorMiddleware`` is not in ``MIDDLEWARE``: a password alone
@@ -46,6 +47,17 @@ E012       ``RECOVERY_CODE_COUNT``, ``TOTP_ISSUER``, ``REMEMBER_BROWSER_DAYS`` o
            ``STEP_UP_WINDOW`` is invalid
 E040       limit counters in a cache whose ``add``/``incr`` are not atomic
            (database, file-based, dummy): limits would not hold at all
+E041       limit counters in Memcached with several servers in ``LOCATION``: the
+           client hashes keys over them, and when one drops out its keys move to
+           another and their counts restart (limits let requests through)
+W042       limit counters in django-redis's ``ShardClient`` with several
+           servers: the limit scripts cannot run, and a change to ``LOCATION``
+           moves keys to another server, where their counts restart
+W043       limit counters in django-redis with several servers in ``LOCATION``
+           and a ``CLIENT_CLASS`` it does not know: it may shard the keys
+W044       limit counters on replicated Redis (Sentinel, or a ``LOCATION`` list
+           of primary and replicas) with ``LIMITS_WAIT_REPLICAS`` = 0: a failover
+           can forget the last counts, so a limit can let requests through
 W041       ``PASSWORDLESS_LOGIN`` on, with ``DEBUG = False``, while the SMS is sent
            inside the request (``SEND_VIA_TASKS`` off, or an immediate task
            backend): the answer's timing tells which numbers have an account
@@ -60,7 +72,9 @@ that rejects the value at run time, so the two can never disagree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -128,6 +142,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "REQUIRE_SECOND_FACTOR",
         "PASSWORDLESS_UNKNOWN_NUMBER",
         "PASSWORDLESS_LOGIN",
+        "LIMITS_WAIT_REPLICAS",
+        "LIMITS_WAIT_TIMEOUT",
         "LOCKOUT_THRESHOLD",
         "LOCKOUT_MEMORY",
         "PASSWORD_LOCKOUT",
@@ -286,6 +302,214 @@ def _check_limits_cache() -> list[checks.CheckMessage]:
                 "hold across processes.",
                 hint="Point SMS2FA['CACHE'] at a shared cache such as Redis.",
                 id="sms2fa.W002",
+            )
+        ]
+    return []
+
+
+# ------------------------------------------------- where the limits cache lives
+#
+# Every count is one atomic operation on the one server that holds its key (on
+# Redis, a Lua script sent to the cache's write client). So the question for
+# SMS2FA["CACHE"] is: does every key have exactly one home that stays put? The
+# backends are told apart by their settings alone (BACKEND strings, LOCATION,
+# CLIENT_CLASS): a check connects to nothing. Django's RedisCache pointed at a
+# Redis Cluster node cannot be told from one Redis by its settings: not judged.
+
+_REDIS = "django.core.cache.backends.redis.RedisCache"
+_DJANGO_REDIS = "django_redis.cache.RedisCache"
+#: Matched by name: the module is imported only by a site that uses it.
+_REDIS_CLUSTER = "django_sms2fa.redis_cluster.RedisClusterCache"
+_MEMCACHED = (
+    "django.core.cache.backends.memcached.PyMemcacheCache",
+    "django.core.cache.backends.memcached.PyLibMCCache",
+)
+
+
+@dataclass(frozen=True)
+class LimitsTopology:
+    """Where the limit counters of a cache live, as its settings describe it.
+
+    ``kind`` is one of:
+
+    - ``"redis"``: one Redis server (Django's ``RedisCache`` with one
+      ``LOCATION``, django-redis with one server);
+    - ``"redis-replicas"``: a primary and read replicas, the first server of a
+      ``LOCATION`` list (Django's ``RedisCache``, django-redis's
+      ``DefaultClient`` or ``HerdClient``). The scripts go to the primary;
+      plain reads (the admin's lock state, a breaker's end) go to a replica
+      and may be a replication lag behind;
+    - ``"redis-sentinel"``: django-redis's ``SentinelClient``, the primary
+      the sentinels name;
+    - ``"redis-cluster"``: ``django_sms2fa.redis_cluster.RedisClusterCache``;
+    - ``"memcached"``: one Memcached server;
+    - ``"memcached-hashed"``: Memcached with several servers (E041);
+    - ``"redis-sharded"``: django-redis's ``ShardClient`` with several
+      servers (W042);
+    - ``"redis-unknown-client"``: django-redis with several servers and a
+      ``CLIENT_CLASS`` that is none of the above (W043);
+    - ``"other"``: any other backend (E040 and W002 judge the local ones).
+
+    ``servers`` is how many servers ``LOCATION`` lists (0 where it does not
+    say: Sentinel, Cluster, other backends).
+    """
+
+    kind: str
+    servers: int = 0
+
+
+def _servers(location: Any, separators: str) -> int:
+    """How many servers ``LOCATION`` lists, split the way the backend splits it."""
+    if isinstance(location, str):
+        parts = re.split(f"[{separators}]", location)
+    elif isinstance(location, (list, tuple, set)):
+        parts = list(location)
+    else:
+        return 0
+    # A trailing separator is a typo, not a server.
+    return sum(1 for part in parts if str(part).strip())
+
+
+def _client_class(config: dict[str, Any]) -> Any:
+    options = config.get("OPTIONS")
+    options = options if isinstance(options, dict) else {}
+    return options.get("CLIENT_CLASS", "django_redis.client.DefaultClient")
+
+
+def _django_redis_client(path: Any) -> str:
+    """``"default"``, ``"sentinel"``, ``"shard"`` or ``"unknown"`` for a
+    django-redis ``CLIENT_CLASS``. Importing the class connects to nothing."""
+    from django.utils.module_loading import import_string
+
+    try:
+        from django_redis.client import DefaultClient, HerdClient, SentinelClient, ShardClient
+
+        client = import_string(path) if isinstance(path, str) else path
+        if not isinstance(client, type):
+            return "unknown"
+        if issubclass(client, ShardClient):
+            return "shard"
+        if issubclass(client, SentinelClient):
+            return "sentinel"
+        # Subclasses may route keys their own way: only these two are known.
+        if client in (DefaultClient, HerdClient):
+            return "default"
+    except ImportError:
+        pass
+    return "unknown"
+
+
+def limits_topology(config: dict[str, Any]) -> LimitsTopology:
+    """The :class:`LimitsTopology` of one ``CACHES`` entry (no connection is made)."""
+    backend = config.get("BACKEND", "")
+    location = config.get("LOCATION", "")
+    if backend == _REDIS_CLUSTER:
+        return LimitsTopology("redis-cluster")
+    if backend == _REDIS:
+        servers = _servers(location, ";,")
+        return LimitsTopology("redis-replicas" if servers > 1 else "redis", servers)
+    if backend == _DJANGO_REDIS:
+        servers = _servers(location, ",")
+        client = _django_redis_client(_client_class(config))
+        if client == "sentinel":
+            return LimitsTopology("redis-sentinel")
+        if servers <= 1:  # one server holds every key, whatever the client
+            return LimitsTopology("redis", servers)
+        kinds = {"shard": "redis-sharded", "default": "redis-replicas"}
+        return LimitsTopology(kinds.get(client, "redis-unknown-client"), servers)
+    if backend in _MEMCACHED:
+        servers = _servers(location, ";,")
+        return LimitsTopology("memcached-hashed" if servers > 1 else "memcached", servers)
+    return LimitsTopology("other")
+
+
+def _wait_replicas() -> int | None:
+    """``LIMITS_WAIT_REPLICAS``; ``None`` when invalid (E010 reports it)."""
+    try:
+        return int(getattr(app_settings, "LIMITS_WAIT_REPLICAS", 0))
+    except (Sms2faConfigurationError, TypeError, ValueError):
+        return None
+
+
+@checks.register(checks.Tags.caches, checks.Tags.security, "sms2fa")
+def check_limits_topology(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E041, W042, W043, W044: a limits cache where a key has no single home
+    that stays put, or a replicated one whose failover can forget counts.
+
+    Silent for the supported topologies (see :class:`LimitsTopology`). The
+    messages name the alias and the server count, never ``LOCATION`` (a
+    Redis URL may hold a password).
+    """
+    alias = _read(lambda: app_settings.CACHE, [])
+    if alias is None:
+        return []  # E001 or E007 says why
+    config = settings.CACHES[alias]
+    if not isinstance(config, dict):
+        return []  # Django's cache handler refuses it
+    topology = limits_topology(config)
+    where = f"SMS2FA limit counters use the cache {alias!r}"
+    own_cache = (
+        "Give the limits a cache alias of their own on one Redis server, Redis Sentinel "
+        "or django_sms2fa.redis_cluster.RedisClusterCache, and name it in SMS2FA['CACHE']."
+    )
+    if topology.kind == "memcached-hashed":
+        backend = config["BACKEND"].rsplit(".", 1)[-1]
+        return [
+            checks.Error(
+                f"{where} ({backend}), which lists {topology.servers} servers in LOCATION: "
+                "the client hashes each key to one of them, and when a server drops out "
+                "(or the list changes) its keys move to another, where their counts start "
+                "again from zero: the send limits, the lockouts and the SMS-pumping "
+                "breaker let requests through.",
+                hint="Give the limits a cache alias with one Memcached server, or Redis, "
+                "and name it in SMS2FA['CACHE'].",
+                id="sms2fa.E041",
+            )
+        ]
+    if topology.kind == "redis-sharded":
+        return [
+            checks.Warning(
+                f"{where} (django-redis ShardClient), which spreads keys over "
+                f"{topology.servers} servers by a hash of their names: the limit scripts "
+                "cannot run there (each count is a call of its own), and a change to "
+                "LOCATION moves keys to another server, where their counts start again "
+                "from zero.",
+                hint=own_cache,
+                id="sms2fa.W042",
+            )
+        ]
+    if topology.kind == "redis-unknown-client":
+        client = _client_class(config)
+        name = client if isinstance(client, str) else getattr(client, "__name__", "?")
+        return [
+            checks.Warning(
+                f"{where} (django-redis with {topology.servers} servers and CLIENT_CLASS "
+                f"{name!r}), a client django-sms2fa does not know: if it spreads keys "
+                "over the servers, each count may land on another server and the limits "
+                "do not hold.",
+                hint="Use django_redis.client.DefaultClient (a primary and its replicas) "
+                "or SentinelClient for the limits cache, or silence sms2fa.W043 if your "
+                "client writes every key to one primary.",
+                id="sms2fa.W043",
+            )
+        ]
+    if topology.kind in ("redis-sentinel", "redis-replicas") and _wait_replicas() == 0:
+        if topology.kind == "redis-sentinel":
+            what = "Redis Sentinel (django-redis SentinelClient)"
+            when = "after a failover, the new primary lacks"
+        else:
+            what = f"a Redis primary with {topology.servers - 1} replica(s) in LOCATION"
+            when = "if a replica is ever promoted, it lacks"
+        return [
+            checks.Warning(
+                f"{where}, {what}, and SMS2FA['LIMITS_WAIT_REPLICAS'] is 0: replication "
+                f"is asynchronous, so {when} the last counts the old primary had not "
+                "passed on, and for a moment a limit or a lockout lets requests through.",
+                hint="Set SMS2FA['LIMITS_WAIT_REPLICAS'] to the number of replicas: each "
+                "limit script then waits until every replica has its writes, and a step "
+                "they did not all confirm is refused (503), never let through. Fewer than "
+                "all is not enough: the replica promoted may be one that had not caught up.",
+                id="sms2fa.W044",
             )
         ]
     return []

@@ -49,6 +49,8 @@ KNOWN_KEYS = frozenset(
         "PASSWORDLESS_UNKNOWN_NUMBER",
         "PASSWORDLESS_LOGIN",
         "LIMITS",
+        "LIMITS_WAIT_REPLICAS",
+        "LIMITS_WAIT_TIMEOUT",
         "LOCKOUT_THRESHOLD",
         "LOCKOUT_MEMORY",
         "PASSWORD_LOCKOUT",
@@ -121,6 +123,8 @@ SETTINGS_DOC: dict[str, tuple[str, str, str]] = {
     "PASSWORDLESS_UNKNOWN_NUMBER": ("str", "'silent'", "sms2fa.E009"),
     "PASSWORDLESS_LOGIN": ("bool", "False", "sms2fa.E009"),
     "LIMITS": ("dict[str, list[str]]", "DEFAULT_LIMITS", "sms2fa.E010"),
+    "LIMITS_WAIT_REPLICAS": ("int", "0", "sms2fa.E010"),
+    "LIMITS_WAIT_TIMEOUT": ("float", "0.25", "sms2fa.E010"),
     "LOCKOUT_THRESHOLD": ("int", "10", "sms2fa.E010"),
     "LOCKOUT_MEMORY": ("int", "30 * 86400", "sms2fa.E010"),
     "PASSWORD_LOCKOUT": ("dict[str, int]", "DEFAULT_PASSWORD_LOCKOUT", "sms2fa.E010"),
@@ -420,6 +424,41 @@ class Sms2faSettings:
                 check_id="sms2fa.E010",
             )
         return {**DEFAULT_LIMITS, **{k: list(v) for k, v in limits.items()}}
+
+    @property
+    def LIMITS_WAIT_REPLICAS(self) -> int:
+        """Replicas that must have received a limit script's writes before its
+        answer counts (Redis ``WAIT``, sent in the script's round trip).
+        Default 0: don't wait. On Redis Sentinel (or a primary with replicas),
+        set it to the number of replicas: then no failover can lose a count
+        that let a request through (replication is asynchronous), and a step
+        whose writes fewer replicas acknowledged within
+        ``LIMITS_WAIT_TIMEOUT`` is refused with 503, never let through — also
+        while a replica is down. Only the Redis limit scripts wait; 0–10."""
+        value = self._get("LIMITS_WAIT_REPLICAS", 0)
+        if not _is_int(value) or not 0 <= value <= 10:
+            raise Sms2faConfigurationError(
+                "SMS2FA['LIMITS_WAIT_REPLICAS'] must be an integer from 0 to 10.",
+                check_id="sms2fa.E010",
+            )
+        return value
+
+    @property
+    def LIMITS_WAIT_TIMEOUT(self) -> float:
+        """Seconds a limit script waits for ``LIMITS_WAIT_REPLICAS`` replicas to
+        acknowledge its writes (``WAIT``'s timeout). Default 0.25; 0.001–10.
+        Keep the cache's socket timeout above it."""
+        value = self._get("LIMITS_WAIT_TIMEOUT", 0.25)
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not (0.001 <= value <= 10)
+        ):
+            raise Sms2faConfigurationError(
+                "SMS2FA['LIMITS_WAIT_TIMEOUT'] must be a number of seconds from 0.001 to 10.",
+                check_id="sms2fa.E010",
+            )
+        return float(value)
 
     @property
     def LOCKOUT_THRESHOLD(self) -> int:

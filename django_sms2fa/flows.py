@@ -890,7 +890,7 @@ def _send_plain(
 def _destination(e164: str) -> tuple[str, str]:
     """The region (for ``ALLOWED_REGIONS`` and the country cap) and the number
     prefix (for the pumping breaker) of ``e164``."""
-    return region_of(e164) or "ZZ", e164[: 1 + app_settings.PUMPING["PREFIX_DIGITS"]]
+    return region_of(e164) or "ZZ", ratelimit.number_prefix(e164)
 
 
 #: Who can spend a send, and so whose per-phone budget it comes out of

@@ -24,7 +24,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import caches
@@ -37,6 +37,7 @@ from .exceptions import (
     Sms2faConfigurationError,
     VerificationLocked,
 )
+from .ratelimit_cluster import ClusterScripts
 from .ratelimit_redis import RedisScripts, scripts_for
 
 logger = logging.getLogger("django_sms2fa")
@@ -76,9 +77,15 @@ def _cache() -> _GuardedCache:
 _NO_SCRIPTS = object()
 
 
-def _scripts() -> RedisScripts | None:
+#: The script runners: one Redis server (or Sentinel's primary), or a Redis Cluster.
+Scripts = RedisScripts | ClusterScripts
+
+
+def _scripts() -> Scripts | None:
     """The Lua scripts of :mod:`~django_sms2fa.ratelimit_redis` when the limits
     cache is Redis (one round trip per step), else ``None`` (generic calls).
+    On a Redis Cluster (:mod:`~django_sms2fa.redis_cluster`), the same scripts
+    run once per slot (:mod:`~django_sms2fa.ratelimit_cluster`).
 
     Kept on the cache backend object, which Django makes once per thread and
     replaces when ``CACHES`` changes."""
@@ -146,13 +153,39 @@ class _GuardedCache:
         return guarded
 
 
-def _key(*parts: object) -> str:
-    # Hashed: keys stay short and cache-safe whatever the input, and phone
-    # numbers do not sit in Redis in clear.
-    # The hash tag {sms2fa} puts every key on one slot of a Redis Cluster, where
-    # a script may only touch keys of one slot.
-    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
-    return f"{{sms2fa}}:{parts[0]}:{digest}"
+def number_prefix(e164: str) -> str:
+    """The number prefix the SMS-pumping breaker counts by: the first
+    ``PUMPING["PREFIX_DIGITS"]`` digits of the E.164 number, with its ``+``."""
+    return e164[: 1 + app_settings.PUMPING["PREFIX_DIGITS"]]
+
+
+#: What each kind of key counts, from its parts (after the kind): the key's hash
+#: tag is made of it. On a Redis Cluster a tag is a slot, and a script may only
+#: touch keys of one slot, so the keys one rule checks and takes together share
+#: a tag — a subject's lockout, a scope's cooldown and windows for one subject,
+#: every breaker key of one prefix (a number's proved mark too), a password
+#: count and its lock — while different subjects, scopes and prefixes spread over
+#: the cluster rather than all weighing on one shard.
+_TAGS: dict[str, Callable[[tuple[object, ...]], tuple[object, ...]]] = {
+    # the failure lockout: (subject,)
+    **dict.fromkeys(("fail-n", "fail-s", "fail-t", "gate"), lambda p: ("lock", p[0])),
+    # ("cool", scope, seconds, subject), ("win", scope, seconds, window, subject)
+    "cool": lambda p: ("rate", p[0], p[-1]),
+    "win": lambda p: ("rate", p[0], p[-1]),
+    # the breaker: ("prefix", prefix[, bucket]); a number's mark: (phone,)
+    **dict.fromkeys(("pump-open", "pump-sent", "pump-ok"), lambda p: ("prefix", p[1])),
+    "pump-known": lambda p: ("prefix", number_prefix(str(p[0]))),
+    # password guessing: (scope, subject)
+    **dict.fromkeys(("pw-n", "pw-lock"), lambda p: ("pw", p[0], p[1])),
+}
+
+
+def _key(kind: str, *parts: object) -> str:
+    # Hashed, the tag too: keys stay short and cache-safe whatever the input,
+    # and phone numbers do not sit in Redis in clear.
+    digest = hashlib.sha256("|".join(str(p) for p in (kind, *parts)).encode()).hexdigest()[:32]
+    tag = hashlib.sha256("|".join(str(p) for p in _TAGS[kind](parts)).encode()).hexdigest()[:8]
+    return f"sms2fa:{{{tag}}}:{kind}:{digest}"
 
 
 # ----------------------------------------------------------------- send limits
@@ -309,49 +342,109 @@ def guard_send(
     return SendTicket(taken, counted, tripped)
 
 
+@dataclass
+class _SendScript:
+    """The parts of one send whose keys share a slot: one script.
+
+    On one Redis every part is in one script; on a Redis Cluster, one script
+    per slot (:meth:`ClusterScripts.slot`), all sent in one batch."""
+
+    lock: list[str] = field(default_factory=list)  # fail-s, fail-t
+    breaker: list[str] = field(default_factory=list)  # pump-open (the check)
+    takes: list[int] = field(default_factory=list)  # indices into the planned takes
+    pump: list[str] = field(default_factory=list)  # pump-known, -sent, -ok, -open (the count)
+
+    def call(
+        self, planned: list[_Take], now_ms: int, pump_args: list[Any]
+    ) -> tuple[str, list[str], list[Any]]:
+        keys = [*self.lock, *self.breaker, *(planned[i].hit.key for i in self.takes), *self.pump]
+        threshold = app_settings.LOCKOUT_THRESHOLD if self.lock else 0  # 0: no lockout part
+        args = [now_ms, threshold, int(bool(self.breaker)), len(self.takes)]
+        for i in self.takes:
+            args += planned[i].args
+        args += pump_args if self.pump else [0]
+        return ("send", keys, args)
+
+    def refusal(self, result: Any) -> tuple[tuple[int, int], Any] | None:
+        """``(precedence, result)`` of a refusal — the lockout first, then the
+        breaker, then the takes in their order, as one script answers — or
+        ``None`` if this script took its part."""
+        status = int(result[0])
+        if status == 0:
+            return None
+        if status == 3:
+            return (2, self.takes[int(result[2]) - 1]), result
+        return (status - 1, 0), result
+
+    def taken(self, planned: list[_Take], result: Any) -> tuple[list[str], list[str]]:
+        """What a script that took its part must give back if another refused:
+        (counts to decrement, keys to delete)."""
+        counts = [planned[i].hit.key for i in self.takes if not planned[i].hit.cooldown]
+        deletes = [planned[i].hit.key for i in self.takes if planned[i].hit.cooldown]
+        if self.pump:
+            known, sent, _ok, open_key = self.pump
+            counts += [sent] if int(result[2]) else []  # this send's breaker count
+            deletes += [open_key] if int(result[1]) else []  # the trip it made
+            deletes += [known] if int(result[3]) else []  # the mark it set
+        return counts, deletes
+
+
+@dataclass(frozen=True)
+class _Take:
+    scope: str
+    hit: Hit
+    args: list[Any]  # the script's five arguments for this take
+
+
+def _plan_takes(takes: list[tuple[str, str, list[Rate]]], now: float) -> list[_Take]:
+    planned: list[_Take] = []
+    for scope, subject, rates in takes:
+        for rate in rates:
+            if rate.count == 1:
+                key = _key("cool", scope, rate.seconds, subject)
+                args: list[Any] = [1, 1, rate.seconds, rate.seconds, 0]
+            else:
+                window = int(now // rate.seconds)
+                key = _key("win", scope, rate.seconds, window, subject)
+                args = [0, rate.count, rate.seconds, rate.seconds + 5]
+                args.append((window + 1) * rate.seconds * 1000)
+            planned.append(_Take(scope, Hit(key, cooldown=rate.count == 1), args))
+    return planned
+
+
 def _guard_send_script(
-    scripts: RedisScripts,
+    scripts: Scripts,
     lock_subject: str,
     breaker_prefix: str | None,
     takes: list[tuple[str, str, list[Rate]]],
     pump: PumpCount | None,
     now: float,
 ) -> SendTicket:
-    now_ms = _ms(now)
-    keys = [
-        _key("fail-s", lock_subject),
-        _key("fail-t", lock_subject),
-        _key("pump-open", "prefix", breaker_prefix or (pump.prefix if pump else "")),
-    ]
-    args: list[Any] = [now_ms, app_settings.LOCKOUT_THRESHOLD, int(breaker_prefix is not None)]
-    planned: list[tuple[str, Hit]] = []
-    for scope, subject, rates in takes:
-        for rate in rates:
-            if rate.count == 1:
-                key = _key("cool", scope, rate.seconds, subject)
-                args += [1, 1, rate.seconds, rate.seconds, 0]
-            else:
-                window = int(now // rate.seconds)
-                key = _key("win", scope, rate.seconds, window, subject)
-                args += [
-                    0,
-                    rate.count,
-                    rate.seconds,
-                    rate.seconds + 5,
-                    (window + 1) * rate.seconds * 1000,
-                ]
-            keys.append(key)
-            planned.append((scope, Hit(key, cooldown=rate.count == 1)))
-    args.insert(3, len(planned))
+    planned = _plan_takes(takes, now)
+    groups: dict[int, _SendScript] = {}
+
+    def script_for(key: str) -> _SendScript:
+        return groups.setdefault(scripts.slot(key), _SendScript())
+
+    lock = [_key("fail-s", lock_subject), _key("fail-t", lock_subject)]
+    script_for(lock[0]).lock = lock
+    if breaker_prefix is not None:
+        breaker = _key("pump-open", "prefix", breaker_prefix)
+        script_for(breaker).breaker = [breaker]
+    for index, take in enumerate(planned):
+        script_for(take.hit.key).takes.append(index)
+    pump_args: list[Any] = []
     if pump is not None:
         config = app_settings.PUMPING
         bucket = _bucket(now)
-        keys += [
+        pump_keys = [
             _key("pump-known", pump.phone),
             _key("pump-sent", "prefix", pump.prefix, bucket),
             _key("pump-ok", "prefix", pump.prefix, bucket),
+            _key("pump-open", "prefix", pump.prefix),
         ]
-        args += [
+        script_for(pump_keys[0]).pump = pump_keys
+        pump_args = [
             1,
             int(pump.proved),
             config["MIN_SENDS"],
@@ -360,19 +453,37 @@ def _guard_send_script(
             config["WINDOW"] * 2,
             app_settings.LOCKOUT_MEMORY,
         ]
-    else:
-        args.append(0)
-    result = scripts.run("send", keys, args)
-    status = int(result[0])
-    if status == 1:
-        raise VerificationLocked(limit="lockout", retry_after=_retry(result[1]))
-    if status == 2:
-        raise DestinationSuspended(limit="pumping", retry_after=_retry(result[1]))
-    if status == 3:
-        scope = planned[int(result[2]) - 1][0]
-        raise RateLimited(limit=scope, retry_after=_retry(result[1]))
-    hits = [hit for _scope, hit in planned]
-    return SendTicket(hits, pump if int(result[2]) else None, bool(int(result[1])))
+    parts = list(groups.values())
+
+    def give_back_taken(results: list[Any]) -> None:
+        # A script refused (or failed) while others took their parts: those go
+        # back, each in its own slot, together (a second round trip).
+        calls = []
+        for part, result in zip(parts, results, strict=True):
+            if result is not None and part.refusal(result) is None:
+                counts, deletes = part.taken(planned, result)
+                if counts or deletes:
+                    calls.append(("password-back", [*counts, *deletes], [len(counts)]))
+        if calls:
+            scripts.run_batch(calls)
+
+    results = scripts.run_batch(
+        [part.call(planned, _ms(now), pump_args) for part in parts], undo=give_back_taken
+    )
+    answered = list(zip(parts, results, strict=True))
+    refusals = [r for part, result in answered if (r := part.refusal(result))]
+    if refusals:
+        give_back_taken(results)  # nothing on one Redis: its one script took nothing
+        order, result = min(refusals, key=lambda refusal: refusal[0])
+        status = int(result[0])
+        if status == 1:
+            raise VerificationLocked(limit="lockout", retry_after=_retry(result[1]))
+        if status == 2:
+            raise DestinationSuspended(limit="pumping", retry_after=_retry(result[1]))
+        raise RateLimited(limit=planned[order[1]].scope, retry_after=_retry(result[1]))
+    tripped = any(int(result[1]) for part, result in answered if part.pump)
+    counted = any(int(result[2]) for part, result in answered if part.pump)
+    return SendTicket([take.hit for take in planned], pump if counted else None, tripped)
 
 
 def _retry(ms: Any) -> int:
@@ -522,17 +633,17 @@ def reserve_guess(
     return guess
 
 
-def _guess_keys(subject: str, verified: PumpCount | None) -> list[str]:
-    keys = [_key(part, subject) for part in ("fail-n", "fail-s", "fail-t", "gate")]
-    if verified is not None:
-        bucket = _bucket(verified.sent_at)
-        keys += [
-            _key("pump-known", verified.phone),
-            _key("pump-ok", "prefix", verified.prefix, bucket),
-        ]
-    else:
-        keys += [_key("pump-known", ""), _key("pump-ok", "prefix", "", 0)]
-    return keys
+def _guess_keys(subject: str) -> list[str]:
+    return [_key(part, subject) for part in ("fail-n", "fail-s", "fail-t", "gate")]
+
+
+def _verified_keys(verified: PumpCount) -> list[str]:
+    """The breaker's keys for a verification (in the slot of its prefix)."""
+    bucket = _bucket(verified.sent_at)
+    return [
+        _key("pump-known", verified.phone),
+        _key("pump-ok", "prefix", verified.prefix, bucket),
+    ]
 
 
 def _verified_args(verified: PumpCount | None) -> list[Any]:
@@ -546,25 +657,42 @@ def _verified_args(verified: PumpCount | None) -> list[Any]:
     ]
 
 
+def _apart(scripts: Scripts, subject_key: str, verified: PumpCount | None) -> bool:
+    """Whether the breaker's count of ``verified`` is in another slot than the
+    guess's count (only ever on a Redis Cluster): then it is a script of its own."""
+    return verified is not None and (
+        scripts.slot(subject_key) != scripts.slot(_verified_keys(verified)[0])
+    )
+
+
 def _reserve_guess_script(
-    scripts: RedisScripts, subject: str, right: bool, verified: PumpCount | None, now: float
+    scripts: Scripts, subject: str, right: bool, verified: PumpCount | None, now: float
 ) -> Guess:
+    keys = _guess_keys(subject)
+    verified = verified if right else None
+    apart = _apart(scripts, keys[0], verified)
+    if verified is not None and not apart:
+        keys += _verified_keys(verified)
     args = [
         _ms(now),
         app_settings.LOCKOUT_THRESHOLD,
         app_settings.LOCKOUT_MEMORY,
         int(right),
-        *_verified_args(verified if right else None),
+        *_verified_args(None if apart else verified),
     ]
-    result = scripts.run("reserve", _guess_keys(subject, verified if right else None), args)
+    result = scripts.run("reserve", keys, args)
     status = int(result[0])
     if status == 1:
         raise LockRunning(limit="lockout", retry_after=_retry(result[1]))
     if status == 2:
         raise VerificationLocked(limit="lockout", retry_after=_retry(result[1]))
-    if right:
-        return Guess(subject, int(result[1]), gated=False, settled=True)
-    return Guess(subject, int(result[1]), gated=bool(int(result[2])))
+    if not right:
+        return Guess(subject, int(result[1]), gated=bool(int(result[2])))
+    if verified is not None and apart:
+        # Counted for the breaker only once the guess was admitted (a second
+        # round trip, to the prefix's slot): a refused guess never counts.
+        scripts.run("verified", _verified_keys(verified), _verified_args(verified)[1:])
+    return Guess(subject, int(result[1]), gated=False, settled=True)
 
 
 def _reserve_guess_generic(subject: str, now: float) -> Guess:
@@ -648,7 +776,7 @@ def release_guess(guess: Guess) -> None:
 
 
 def _settle_script(
-    scripts: RedisScripts,
+    scripts: Scripts,
     verdict: str,
     guess: Guess,
     *,
@@ -656,9 +784,17 @@ def _settle_script(
     now: float | None = None,
 ) -> int:
     now = time.time() if now is None else now
+    keys = _guess_keys(guess.subject)
+    apart = _apart(scripts, keys[0], verified)
+    if verified is not None and not apart:
+        keys += _verified_keys(verified)
     args = [verdict, _ms(now), app_settings.LOCKOUT_MEMORY, int(guess.gated)]
-    args += _verified_args(verified)
-    return int(scripts.run("settle", _guess_keys(guess.subject, verified), args))
+    args += _verified_args(None if apart else verified)
+    calls: list[tuple[str, list[str], list[Any]]] = [("settle", keys, args)]
+    if verified is not None and apart:
+        # The guess was admitted already: both go in one batch.
+        calls.append(("verified", _verified_keys(verified), _verified_args(verified)[1:]))
+    return int(scripts.run_batch(calls)[0])
 
 
 def _count_up(key: str, ttl: int) -> int:
@@ -857,24 +993,52 @@ def _take_password_guess(username: str, ip_key: str | None, *, now: float | None
 
 
 def _take_password_guess_script(
-    scripts: RedisScripts, subjects: list[tuple[str, str, int]], memory: int, now: float
+    scripts: Scripts, subjects: list[tuple[str, str, int]], memory: int, now: float
 ) -> PasswordGuess:
-    keys: list[str] = []
+    # One script per slot of the subjects (on one Redis: one script for both).
+    groups: dict[int, list[int]] = {}
+    for index, (scope, subject, _threshold) in enumerate(subjects):
+        groups.setdefault(scripts.slot(_key("pw-n", scope, subject)), []).append(index)
+    parts = list(groups.values())
+    calls = []
+    for part in parts:
+        keys: list[str] = []
+        for i in part:
+            scope, subject, _threshold = subjects[i]
+            keys += [_key("pw-lock", scope, subject), _key("pw-n", scope, subject)]
+        calls.append(("password", keys, [_ms(now), memory, *(subjects[i][2] for i in part)]))
+
+    def taken(results: list[Any]) -> PasswordGuess:
+        # What the scripts that ran took: each subject's count, and its lock if
+        # the script set it (bit ``i`` of its answer for its ``i``-th subject).
+        took: dict[int, bool] = {}
+        for part, result in zip(parts, results, strict=True):
+            if result is not None and int(result[0]) == 0:
+                took.update({i: bool(int(result[1]) & (n + 1)) for n, i in enumerate(part)})
+        guess = PasswordGuess(counted=[], locks=[], username_key=_key("pw-n", *subjects[0][:2]))
+        for i in sorted(took):
+            scope, subject, _threshold = subjects[i]
+            guess.counted.append((_key("pw-n", scope, subject), scope))
+            if took[i]:
+                guess.locks.append(_key("pw-lock", scope, subject))
+        return guess
+
+    def give_back_taken(results: list[Any]) -> None:
+        _give_back_password_guess(taken(results))
+
+    results = scripts.run_batch(calls, undo=give_back_taken)
+    refusals = [
+        (part[int(result[1]) - 1], result)
+        for part, result in zip(parts, results, strict=True)
+        if int(result[0]) == 1
+    ]
+    if refusals:
+        give_back_taken(results)  # nothing on one Redis: its one script took nothing
+        index, result = min(refusals, key=lambda refusal: refusal[0])
+        raise RateLimited(limit=subjects[index][0], retry_after=_retry(result[2]))
+    guess = taken(results)
     for scope, subject, _threshold in subjects:
-        keys += [_key("pw-lock", scope, subject), _key("pw-n", scope, subject)]
-    args = [_ms(now), memory, *(threshold for _s, _subject, threshold in subjects)]
-    result = scripts.run("password", keys, args)
-    if int(result[0]) == 1:
-        scope = subjects[int(result[1]) - 1][0]
-        raise RateLimited(limit=scope, retry_after=_retry(result[2]))
-    locks_set = int(result[1])
-    guess = PasswordGuess(
-        counted=[(keys[2 * i + 1], scope) for i, (scope, _s, _t) in enumerate(subjects)],
-        locks=[keys[2 * i] for i in range(len(subjects)) if locks_set & (i + 1)],
-        username_key=keys[1],
-    )
-    for index, (scope, _subject, _threshold) in enumerate(subjects):
-        if locks_set & (index + 1):
+        if _key("pw-lock", scope, subject) in guess.locks:
             logger.warning("sms2fa: %s locked after wrong passwords", scope)
     return guess
 
@@ -883,9 +1047,18 @@ def _give_back_password_guess(guess: PasswordGuess, *, clear: str | None = None)
     scripts = _scripts()
     if scripts is not None:
         counts = [key for key, _scope in guess.counted if key != clear]
-        keys = [*counts, *guess.locks, *([clear] if clear else [])]
-        if keys:
-            scripts.run("password-back", keys, [len(counts)])
+        deletes = [*guess.locks, *([clear] if clear else [])]
+        # One script per slot (on one Redis: one script), in one batch.
+        groups: dict[int, tuple[list[str], list[str]]] = {}
+        for keys, index in ((counts, 0), (deletes, 1)):
+            for key in keys:
+                groups.setdefault(scripts.slot(key), ([], []))[index].append(key)
+        calls = [
+            ("password-back", [*decrements, *removals], [len(decrements)])
+            for decrements, removals in groups.values()
+        ]
+        if calls:
+            scripts.run_batch(calls)
         guess.counted, guess.locks = [], []
         return
     cache = _cache()

@@ -72,6 +72,7 @@ def on_postgres() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    _place_redis_topology_tests(items)
     # Concurrency tests attack row-level races. SQLite has no row locks: it
     # serialises every writer behind one database lock, so the race under test
     # cannot happen there and threads would only see "database is locked".
@@ -84,6 +85,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres_only" in item.keywords:
             item.add_marker(skip)
+
+
+def _place_redis_topology_tests(items) -> None:
+    """The Sentinel and Cluster tests start their own ``redis-server`` processes:
+    they run once, in the pass whose limits cache is Redis (the PostgreSQL
+    pass), not again on SQLite. In CI (``CI`` or
+    ``SMS2FA_REQUIRE_REDIS_TOPOLOGIES`` set) a missing ``redis-server`` fails
+    them instead of skipping them."""
+    import os
+    import shutil
+
+    from django.conf import settings
+
+    if getattr(settings, "TEST_CACHE", None) != "redis":
+        marker = pytest.mark.skip(
+            reason="starts Redis Sentinel/Cluster servers: runs in the Redis pass "
+            "(SMS2FA_TEST_DB=postgres, or SMS2FA_TEST_CACHE=redis)"
+        )
+    elif shutil.which("redis-server") is None and not (
+        os.environ.get("CI") or os.environ.get("SMS2FA_REQUIRE_REDIS_TOPOLOGIES")
+    ):
+        # (In CI nothing is marked: starting the servers fails the tests.)
+        marker = pytest.mark.skip(reason="redis-server is not installed (apt install redis-server)")
+    else:
+        return
+    for item in items:
+        if "redis_topology" in item.keywords:
+            item.add_marker(marker)
 
 
 @pytest.fixture

@@ -136,12 +136,45 @@ def test_a_flow_without_a_request_has_no_ip_limit(sms2fa_settings, outbox):
         )
 
 
-def test_keys_carry_one_hash_tag():
-    """Every key of a script shares a Redis Cluster slot: one ``{tag}``."""
+def tag(key: str) -> str:
+    return key[key.index("{") : key.index("}") + 1]
+
+
+def test_keys_carry_one_hash_tag_named_after_what_they_count():
+    """Each key has one ``{tag}`` (a Redis Cluster slot), hashed, made of what
+    the key counts: the keys one rule checks and takes together share it, and
+    different subjects, scopes and prefixes get different ones."""
     key = ratelimit._key("fail-n", "user:1")
-    assert key.startswith("{sms2fa}:fail-n:")
+    assert key.startswith("sms2fa:{") and ":fail-n:" in key
     made = caches[app_settings.CACHE].make_key(key)
-    assert made.count("{") == 1 and "{sms2fa}" in made
+    assert made.count("{") == 1 and made.count("}") == 1
+    lockout = {
+        tag(ratelimit._key(kind, "user:1")) for kind in ("fail-n", "fail-s", "fail-t", "gate")
+    }
+    assert len(lockout) == 1 and tag(ratelimit._key("fail-n", "user:2")) not in lockout
+    rate = {
+        tag(ratelimit._key("cool", "phone", 30, "+46701")),
+        tag(ratelimit._key("win", "phone", 3600, 12, "+46701")),
+        tag(ratelimit._key("win", "phone", 86400, 1, "+46701")),
+    }
+    assert len(rate) == 1
+    assert tag(ratelimit._key("win", "ip", 3600, 12, "+46701")) not in rate
+    phone = "+46701234567"
+    prefix = ratelimit.number_prefix(phone)
+    breaker = {
+        tag(ratelimit._key("pump-open", "prefix", prefix)),
+        tag(ratelimit._key("pump-sent", "prefix", prefix, 7)),
+        tag(ratelimit._key("pump-ok", "prefix", prefix, 8)),
+        tag(ratelimit._key("pump-known", phone)),  # by the number's prefix
+    }
+    assert len(breaker) == 1
+    assert tag(ratelimit._key("pw-n", "password", "alice")) == tag(
+        ratelimit._key("pw-lock", "password", "alice")
+    )
+    # Hashed: no phone number, subject or prefix in clear.
+    for secret in (phone, prefix, "alice", "user:1"):
+        assert secret not in ratelimit._key("pump-known", phone)
+        assert secret not in ratelimit._key("pw-n", "password", "alice")
 
 
 def test_the_scripts_run_on_django_redis_too(settings, sms2fa_settings):
@@ -195,7 +228,7 @@ def test_a_send_no_provider_took_gives_its_breaker_count_back(outbox):
     def count_after(send) -> None:
         number = mobiles(1, base="+46704")[0]
         send(number)
-        prefix = number[: 1 + app_settings.PUMPING["PREFIX_DIGITS"]]
+        prefix = ratelimit.number_prefix(number)
         bucket = ratelimit._bucket(ratelimit.time.time())
         key = ratelimit._key("pump-sent", "prefix", prefix, bucket)
         sent_count.append(caches[app_settings.CACHE].get(key) or 0)
