@@ -25,28 +25,21 @@ from typing import Any
 
 import redis
 
-from tests.redis_server_support import HOST, refuse_busy_port, wait_until
+from tests.redis_server_support import HOST, ServerProcesses, refuse_busy_port, wait_until
 
 PORTS = (7301, 7302, 7303)
 BACKEND = "django_sms2fa.redis_cluster.RedisClusterCache"
 
 
-class ClusterServers:
+class ClusterServers(ServerProcesses):
     """Three cluster-enabled ``redis-server`` processes holding every slot."""
 
     def __init__(self, ports: tuple[int, ...] = PORTS, *, node_timeout_ms: int = 2000) -> None:
+        super().__init__()
         self.ports = ports
         self.node_timeout_ms = node_timeout_ms
-        self.directory: Path | None = None
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> ClusterServers:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self, timeout: float = 30.0) -> ClusterServers:
         for tool in ("redis-server", "redis-cli"):
@@ -77,21 +70,6 @@ class ClusterServers:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Kill every process started here (never waits on a clean shutdown)."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck kill
-                pass
-        self.processes.clear()
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
 
     def start_node(self, port: int, *, wait_cluster: bool = True) -> None:
         """Start (or restart, after :meth:`stop_node`) the node on ``port``.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -30,3 +33,37 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
             last = err
         time.sleep(0.05)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+
+
+class ServerProcesses:
+    """The processes a topology started and the directory they write in;
+    :meth:`stop` kills them all and removes it. A ``with`` block starts them
+    (the subclass's ``start``) and stops them, even on a failure."""
+
+    def __init__(self) -> None:
+        self.directory: Path | None = None
+        self.processes: dict[Any, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> ServerProcesses:  # pragma: no cover - each topology has its own
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Kill every process started here (never waits on a clean shutdown)."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck kill
+                pass
+        self.processes.clear()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None

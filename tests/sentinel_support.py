@@ -27,12 +27,12 @@ from typing import Any
 
 import redis
 
-from tests.redis_server_support import HOST, refuse_busy_port, wait_until
+from tests.redis_server_support import HOST, ServerProcesses, refuse_busy_port, wait_until
 
 SERVICE = "sms2fa"
 
 
-class SentinelServers:
+class SentinelServers(ServerProcesses):
     """A primary, its replicas and a sentinel; ``service`` names the primary."""
 
     def __init__(
@@ -45,6 +45,7 @@ class SentinelServers:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 4000,
     ) -> None:
+        super().__init__()
         self.ports = {"primary": primary_port}
         for number, port in enumerate(replica_ports, start=1):
             self.ports[f"replica{number}"] = port
@@ -53,17 +54,9 @@ class SentinelServers:
         self.service = service
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
-        self.directory: Path | None = None
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stopped = ""
 
     # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> SentinelServers:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self, timeout: float = 20.0) -> SentinelServers:
         redis_server = shutil.which("redis-server")
@@ -84,21 +77,6 @@ class SentinelServers:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Kill every process started here (never waits on a clean shutdown)."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck kill
-                pass
-        self.processes.clear()
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
 
     def _replicas_linked(self) -> bool:
         return all(

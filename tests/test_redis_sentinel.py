@@ -48,6 +48,7 @@ from django_sms2fa.ratelimit_redis import RedisScripts
 
 from .api_support import api_post, assert_error
 from .race_support import race
+from .redis_server_support import wait_until
 from .sentinel_support import SERVICE, SentinelServers
 from .test_redis_budget import RedisCounter
 
@@ -404,11 +405,3 @@ def test_a_primary_crash_race(sentinel_limits, settings, sms2fa_settings, user, 
         f"{promoted - started:.2f} s, the old server was back as its replica after "
         f"{settled - started:.2f} s; {racers.window(started)}"
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
