@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 import pytest
 
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -558,3 +558,28 @@ def test_the_sends_chart_never_shows_a_fraction(peak):
     assert axis and all(re.fullmatch(r"\d+", text) for text in axis), axis
     if peak == 3:
         assert axis == ["0", "1", "2", "3"]
+
+
+def test_two_runs_at_once_end_in_a_clear_error_and_no_double_count(monkeypatch):
+    """A run that meets another's rows (the unique constraint) stops with a
+    CommandError that says what happened, and the day is counted once."""
+    build(days=5)
+    rollup()
+    rows = DailyRollup.objects.count()
+    first = DailyRollup.objects.filter(kind=RollupKind.CHALLENGE).first()
+
+    def racing(**kwargs):
+        # What the second of two overlapping runs meets: rows the first
+        # committed under the same dimensions (in a transaction of its own,
+        # as a batch of roll_up is).
+        with transaction.atomic():
+            DailyRollup.objects.create(
+                **{f: getattr(first, f) for f in rollups.DIMENSIONS},
+                count=1,
+                computed_at=first.computed_at,
+            )
+
+    monkeypatch.setattr(rollups, "roll_up", racing)
+    with pytest.raises(CommandError, match="Another sms2fa_rollup wrote the same days"):
+        rollup()
+    assert DailyRollup.objects.count() == rows

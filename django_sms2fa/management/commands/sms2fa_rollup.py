@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import IntegrityError
 
 from django_sms2fa import rollups, stats
 
@@ -90,4 +91,13 @@ class Command(BaseCommand):
                 result = rollups.roll_up(progress=progress)
         except rollups.RollupError as err:
             raise CommandError(str(err)) from None
+        except IntegrityError:
+            # Two runs at once (an overlapping cron, a manual run beside the
+            # scheduled one): the first to commit a batch of days keeps it,
+            # the other's batch is rolled back whole, so no day is counted twice.
+            raise CommandError(
+                "Another sms2fa_rollup wrote the same days at the same time. This run's "
+                "unfinished batch was rolled back and the other run's roll-ups stand; "
+                "run it again to roll up what is left."
+            ) from None
         self.stdout.write(_summary(result, "Rebuilt" if rebuild else "Rolled up"))
